@@ -1,0 +1,1 @@
+"""Catalog as code: `healthgraph apply` reads it, `healthgraph export` writes it back."""

@@ -1,0 +1,161 @@
+"""`healthgraph` command line. Exit status: 0 success, 2 invalid input, 1 anything else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from healthgraph.catalog.apply import apply_catalog
+from healthgraph.catalog.export import dump_yaml, export_catalog
+from healthgraph.catalog.spec import CatalogSpec, load_catalog_file
+from healthgraph.database import open_database
+from healthgraph.errors import HealthgraphError
+from healthgraph.settings import Settings, load_settings
+from store.engine import create_engine
+from store.errors import StoreError
+from store.migrate import current_revision, upgrade_database
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+
+log = logging.getLogger("healthgraph")
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to undo a dry run."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="healthgraph",
+        description="Health of every connection between your product and third-party systems.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the API (all in one process)")
+    serve.add_argument("--demo", action="store_true", help="load the demo catalog and its targets")
+    serve.add_argument("--host", help="address to bind (HEALTHGRAPH_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (HEALTHGRAPH_PORT, default 8000)")
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", help="migrate the schema to this version")
+
+    apply = commands.add_parser("apply", help="make the catalog in the database match FILE")
+    apply.add_argument("file", type=Path)
+    apply.add_argument("--prune", action="store_true", help="delete what FILE no longer lists")
+    apply.add_argument("--dry-run", action="store_true", help="report the changes, write nothing")
+
+    export = commands.add_parser("export", help="write the catalog as YAML (no secrets)")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `healthgraph` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            **({"host": args.host, "port": args.port} if args.command == "serve" else {})
+        )
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return _run(args, settings)
+    except (HealthgraphError, StoreError) as exc:
+        print(f"healthgraph: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except (OperationalError, DBAPIError, OSError) as exc:
+        # No SQL and no stack trace: the exception's class and first line say enough.
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"healthgraph: cannot reach the database: {reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    match args.command:
+        case "serve":
+            return _serve(settings, demo=args.demo)
+        case "db":
+            return asyncio.run(_db_upgrade(settings))
+        case "apply":
+            spec = load_catalog_file(args.file)
+            return asyncio.run(_apply(settings, spec, str(args.file), args.prune, args.dry_run))
+        case "export":
+            return asyncio.run(_export(settings, args.output))
+    raise AssertionError(args.command)
+
+
+def _serve(settings: Settings, *, demo: bool) -> int:
+    import uvicorn
+
+    from healthgraph.app import create_app
+
+    app = create_app(settings, demo=demo)
+    print(f"healthgraph: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return EXIT_OK
+
+
+async def _db_upgrade(settings: Settings) -> int:
+    engine = create_engine(settings.database_url)
+    try:
+        before = await current_revision(engine)
+        await upgrade_database(engine)
+        after = await current_revision(engine)
+    finally:
+        await engine.dispose()
+    if before == after:
+        print(f"database schema is current (revision {after})")
+    else:
+        print(f"database schema upgraded from {before or '(empty)'} to {after}")
+    return EXIT_OK
+
+
+async def _apply(
+    settings: Settings, spec: CatalogSpec, source: str, prune: bool, dry_run: bool
+) -> int:
+    database = await open_database(settings.database_url)
+    needs_keys = any(c.credentials for consumer in spec.consumers for c in consumer.connections)
+    key_ring = settings.key_ring() if needs_keys else None
+    try:
+        try:
+            async with database.sessions.begin() as session:
+                report = await apply_catalog(session, spec, source, key_ring, prune=prune)
+                if dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+    finally:
+        await database.close()
+    for change in report.changes:
+        print(change)
+    suffix = " (dry run: nothing written)" if dry_run else ""
+    print(f"{source}: {report.summary()}{suffix}")
+    return EXIT_OK
+
+
+async def _export(settings: Settings, output: Path | None) -> int:
+    database = await open_database(settings.database_url)
+    try:
+        async with database.sessions() as session:
+            text = dump_yaml(await export_catalog(session))
+    finally:
+        await database.close()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

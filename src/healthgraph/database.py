@@ -1,0 +1,48 @@
+"""Opening the database the settings name, with its schema brought or checked up to date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from healthgraph.errors import HealthgraphError
+from store.engine import create_engine, session_factory
+from store.migrate import current_revision, head_revision, upgrade_database
+
+
+class SchemaOutOfDateError(HealthgraphError):
+    def __init__(self, current: str | None, head: str | None) -> None:
+        self.current = current
+        super().__init__(
+            f"the database schema is at revision {current or '(empty)'}, this version needs "
+            f"{head}; run `healthgraph db upgrade` first"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def open_database(url: str, *, upgrade_embedded: bool = True) -> Database:
+    """Open `url`; an embedded SQLite file is upgraded in place, PostgreSQL must be current.
+
+    PostgreSQL is shared by many processes, so only `healthgraph db upgrade` migrates it.
+    """
+    engine = create_engine(url)
+    try:
+        if upgrade_embedded and engine.dialect.name == "sqlite":
+            await upgrade_database(engine)
+        else:
+            current, head = await current_revision(engine), head_revision()
+            if current != head:
+                raise SchemaOutOfDateError(current, head)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Database(engine=engine, sessions=session_factory(engine))

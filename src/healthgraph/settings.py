@@ -1,0 +1,204 @@
+"""One settings object from `HEALTHGRAPH_*` environment variables and an optional YAML file.
+
+Validated at start-up: a bad value stops the process with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from healthgraph.errors import SettingsError
+from store.crypto import KeyRing, KeyRingError, generate_key
+from store.engine import async_url, is_sqlite
+from store.errors import DatabaseUrlError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "HEALTHGRAPH_"
+DEFAULT_DATABASE_URL = "sqlite:///healthgraph.db"
+
+_KEYS = (
+    "DATABASE_URL",
+    "HOST",
+    "PORT",
+    "SECRET_KEYS",
+    "ALLOW_TARGETS",
+    "ANONYMOUS_READ",
+    "GRAPHIQL",
+    "METRICS_TOKEN",
+    "LOG_LEVEL",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_keys: tuple[str, ...] = ()
+    allow_targets: tuple[str, ...] = ()
+    anonymous_read: bool = False
+    graphiql: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.database_url)
+
+    def key_file(self) -> Path:
+        """Where the embedded default keeps its generated key: beside the SQLite file."""
+        database = async_url(self.database_url).database or "healthgraph.db"
+        return Path(database).expanduser().resolve().parent / "healthgraph.key"
+
+    def key_ring(self) -> KeyRing:
+        """The credential key ring; on embedded SQLite without keys, a generated key file."""
+        if self.secret_keys:
+            try:
+                return KeyRing(self.secret_keys)
+            except KeyRingError as exc:
+                raise SettingsError(f"{PREFIX}SECRET_KEYS", None, str(exc)) from exc
+        if not self.is_sqlite:
+            raise SettingsError(
+                f"{PREFIX}SECRET_KEYS",
+                None,
+                "is required with PostgreSQL; generate one with "
+                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+            )
+        path = self.key_file()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as key_out:
+                key_out.write(generate_key() + "\n")
+            log.warning(
+                "generated a credential key in %s (mode 0600); back it up, or set "
+                "HEALTHGRAPH_SECRET_KEYS for anything beyond a trial",
+                path,
+            )
+        keys = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            return KeyRing(keys)
+        except KeyRingError as exc:
+            raise SettingsError(str(path), None, str(exc)) from exc
+
+
+def _bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(key, raw, "expected true or false")
+
+
+def _list(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, list | tuple):
+        return tuple(str(item).strip() for item in raw if str(item).strip())
+    return tuple(item.strip() for item in str(raw).split(",") if item.strip())
+
+
+def _allow_target(key: str, entry: str) -> str:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return entry
+    except ValueError:
+        pass
+    label = entry.removeprefix("*.")
+    if label and all(part and len(part) < 64 for part in label.split(".")) and " " not in label:
+        return entry
+    raise SettingsError(key, entry, "expected a CIDR (10.0.0.0/8), an address or a host name")
+
+
+def _read_file(path_text: str) -> dict[str, Any]:
+    key = f"{PREFIX}CONFIG"
+    path = Path(path_text)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SettingsError(key, path_text, f"cannot read the file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SettingsError(key, path_text, f"not valid YAML ({exc})") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(key, path_text, "must hold a mapping of setting: value")
+    values: dict[str, Any] = {}
+    for name, value in loaded.items():
+        short = str(name).upper().removeprefix(PREFIX)
+        if short not in _KEYS:
+            raise SettingsError(
+                f"{path_text}: {name}",
+                None,
+                f"unknown setting; expected one of {', '.join(k.lower() for k in _KEYS)}",
+            )
+        values[short] = value
+    return values
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the file named by HEALTHGRAPH_CONFIG, then the environment, then overrides."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if env.get(f"{PREFIX}CONFIG"):
+        raw.update(_read_file(env[f"{PREFIX}CONFIG"]))
+    for short in _KEYS:
+        if f"{PREFIX}{short}" in env:
+            raw[short] = env[f"{PREFIX}{short}"]
+    for name, value in overrides.items():
+        if value is not None:
+            raw[name.upper()] = value
+
+    values: dict[str, Any] = {}
+    if "DATABASE_URL" in raw:
+        key, url = f"{PREFIX}DATABASE_URL", str(raw["DATABASE_URL"]).strip()
+        try:
+            async_url(url)
+        except DatabaseUrlError as exc:
+            raise SettingsError(key, None, str(exc)) from exc
+        values["database_url"] = url
+    if "HOST" in raw:
+        host = str(raw["HOST"]).strip()
+        if not host:
+            raise SettingsError(f"{PREFIX}HOST", raw["HOST"], "must not be empty")
+        values["host"] = host
+    if "PORT" in raw:
+        try:
+            port = int(str(raw["PORT"]).strip())
+        except ValueError:
+            port = -1
+        if not 0 < port < 65536:
+            raise SettingsError(f"{PREFIX}PORT", raw["PORT"], "expected a port number 1..65535")
+        values["port"] = port
+    if "SECRET_KEYS" in raw:
+        values["secret_keys"] = _list(raw["SECRET_KEYS"])
+        try:
+            KeyRing(values["secret_keys"])
+        except KeyRingError as exc:
+            raise SettingsError(f"{PREFIX}SECRET_KEYS", None, str(exc)) from exc
+    if "ALLOW_TARGETS" in raw:
+        key = f"{PREFIX}ALLOW_TARGETS"
+        values["allow_targets"] = tuple(_allow_target(key, e) for e in _list(raw["ALLOW_TARGETS"]))
+    for short in ("ANONYMOUS_READ", "GRAPHIQL"):
+        if short in raw:
+            values[short.lower()] = _bool(f"{PREFIX}{short}", raw[short])
+    if raw.get("METRICS_TOKEN"):
+        values["metrics_token"] = str(raw["METRICS_TOKEN"])
+    if "LOG_LEVEL" in raw:
+        level = str(raw["LOG_LEVEL"]).strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(
+                f"{PREFIX}LOG_LEVEL", raw["LOG_LEVEL"], "expected DEBUG, INFO, WARNING or ERROR"
+            )
+        values["log_level"] = level
+    return Settings(**values)

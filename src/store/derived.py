@@ -1,0 +1,147 @@
+"""Derived facts as SQL expressions: the single definition used by lists, filters, counts and CSV.
+
+Never stored: a consumer is *active*, a connection is *failed*, an activation has an *issue*.
+Each function returns a correlated expression, so it filters, counts and selects alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, false, literal, not_, or_, select
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement as Column
+
+from store.domain import ConnectionState, ConnectionStatus, IssueCode, SyncStep
+from store.models import (
+    ConnectionRow,
+    ConsumerRow,
+    SyncActivationRow,
+    SyncActivationStepRow,
+    SyncRequirementRow,
+)
+
+
+def connection_is_failed(connection: Any = ConnectionRow) -> ColumnElement[bool]:
+    """Failed to authenticate (state FAILED) or its heartbeat fails now (and not switched off)."""
+    return or_(
+        connection.state == ConnectionState.FAILED,
+        and_(
+            connection.state != ConnectionState.DISABLED,
+            connection.status == ConnectionStatus.CONNECTION_FAILURE,
+        ),
+    )
+
+
+def consumer_is_active(consumer: Any = ConsumerRow) -> ColumnElement[bool]:
+    """Active ⇔ at least one ACTIVE connection (seed 2)."""
+    c = aliased(ConnectionRow)
+    return exists().where(c.consumer_id == consumer.id, c.state == ConnectionState.ACTIVE)
+
+
+def consumer_has_failed_connection(consumer: Any = ConsumerRow) -> ColumnElement[bool]:
+    c = aliased(ConnectionRow)
+    return exists().where(c.consumer_id == consumer.id, connection_is_failed(c))
+
+
+def consumer_has_no_connection(consumer: Any = ConsumerRow) -> ColumnElement[bool]:
+    c = aliased(ConnectionRow)
+    return not_(exists().where(c.consumer_id == consumer.id))
+
+
+def consumer_has_issue(code: IssueCode, consumer: Any = ConsumerRow) -> ColumnElement[bool]:
+    """The "by connections" issue column as a predicate; sync-only codes never match here."""
+    if code is IssueCode.CONNECTION_FAILED:
+        return consumer_has_failed_connection(consumer)
+    if code is IssueCode.NOTHING:
+        return consumer_has_no_connection(consumer)
+    return false()
+
+
+def _step_incomplete(activation: Any, step: SyncStep | None = None) -> ColumnElement[bool]:
+    s = aliased(SyncActivationStepRow)
+    conditions = [s.activation_id == activation.id, s.complete.is_(False)]
+    if step is not None:
+        conditions.append(s.step == step)
+    return exists().where(*conditions)
+
+
+def _requirement_connector(activation: Any, *, failed: bool) -> Column[Any]:
+    """First required connector (by position) without a healthy ACTIVE connection.
+
+    failed=True: only those where a failed connection exists; False: only where none does.
+    """
+    r = aliased(SyncRequirementRow)
+    healthy = aliased(ConnectionRow)
+    broken = aliased(ConnectionRow)
+    has_healthy = exists().where(
+        healthy.consumer_id == activation.consumer_id,
+        healthy.connector_id == r.connector_id,
+        healthy.state == ConnectionState.ACTIVE,
+        healthy.status != ConnectionStatus.CONNECTION_FAILURE,
+    )
+    has_failed = exists().where(
+        broken.consumer_id == activation.consumer_id,
+        broken.connector_id == r.connector_id,
+        connection_is_failed(broken),
+    )
+    return (
+        select(r.connector_id)
+        .where(r.sync_id == activation.sync_id, not_(has_healthy))
+        .where(has_failed if failed else not_(has_failed))
+        .order_by(r.position, r.connector_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def activation_issue(activation: Any = SyncActivationRow) -> tuple[Column[Any], Column[Any]]:
+    """(issue code, connector id) of the "by syncs" issue column; both NULL when nothing is wrong.
+
+    Precedence, first match wins: CONNECTION_FAILED (a required connector's connection failed),
+    NO_CONNECTION (one is missing or the connection step is incomplete), MAPPING_INCOMPLETE,
+    CONFIGURATION_INCOMPLETE.
+    """
+    failed_connector = _requirement_connector(activation, failed=True)
+    missing_connector = _requirement_connector(activation, failed=False)
+    code = case(
+        (failed_connector.is_not(None), literal(IssueCode.CONNECTION_FAILED.value)),
+        (
+            or_(
+                missing_connector.is_not(None),
+                _step_incomplete(activation, SyncStep.CONNECTION),
+            ),
+            literal(IssueCode.NO_CONNECTION.value),
+        ),
+        (
+            _step_incomplete(activation, SyncStep.MAPPING),
+            literal(IssueCode.MAPPING_INCOMPLETE.value),
+        ),
+        (
+            _step_incomplete(activation, SyncStep.CONFIGURATION),
+            literal(IssueCode.CONFIGURATION_INCOMPLETE.value),
+        ),
+        else_=None,
+    )
+    connector_id = case(
+        (failed_connector.is_not(None), failed_connector),
+        else_=missing_connector,
+    )
+    return code, connector_id
+
+
+def activation_is_active(activation: Any = SyncActivationRow) -> ColumnElement[bool]:
+    """Active ⇔ every step complete and an ACTIVE connection to every required connector."""
+    r = aliased(SyncRequirementRow)
+    c = aliased(ConnectionRow)
+    missing_requirement = exists().where(
+        r.sync_id == activation.sync_id,
+        not_(
+            exists().where(
+                c.consumer_id == activation.consumer_id,
+                c.connector_id == r.connector_id,
+                c.state == ConnectionState.ACTIVE,
+            )
+        ),
+    )
+    return and_(not_(_step_incomplete(activation)), not_(missing_requirement))

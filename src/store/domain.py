@@ -1,0 +1,306 @@
+"""Domain vocabulary: enums and frozen records shared by every layer.
+
+Records are plain values. ORM rows never leave `store`; queries turn them into these.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Direction(enum.StrEnum):
+    OUTBOUND = "OUTBOUND"  # we are connected to it
+    INBOUND = "INBOUND"  # it is connected to us
+
+
+class ConnectionState(enum.StrEnum):
+    PENDING = "PENDING"
+    ACTIVE = "ACTIVE"
+    FAILED = "FAILED"
+    DISABLED = "DISABLED"
+
+
+class ConnectionStatus(enum.StrEnum):
+    CONNECTED = "CONNECTED"
+    CONNECTION_FAILURE = "CONNECTION_FAILURE"
+    UNKNOWN = "UNKNOWN"
+
+
+class UseStatus(enum.StrEnum):
+    HEALTHY = "HEALTHY"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+
+
+class Health(enum.StrEnum):
+    """Rollup over the parts of a consumer, connector or connection."""
+
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    DOWN = "DOWN"
+    UNKNOWN = "UNKNOWN"
+
+
+class SyncStep(enum.StrEnum):
+    CONNECTION = "CONNECTION"
+    MAPPING = "MAPPING"
+    CONFIGURATION = "CONFIGURATION"
+
+
+class FailureReason(enum.StrEnum):
+    AUTH = "AUTH"
+    PERMISSION = "PERMISSION"
+    RATE_LIMITED = "RATE_LIMITED"
+    HTTP_STATUS = "HTTP_STATUS"
+    TIMEOUT = "TIMEOUT"
+    DNS = "DNS"
+    CONNECT = "CONNECT"
+    TLS = "TLS"
+    ASSERTION = "ASSERTION"
+    BLOCKED = "BLOCKED"
+    MISSED_HEARTBEAT = "MISSED_HEARTBEAT"
+
+
+class IssueCode(enum.StrEnum):
+    CONNECTION_FAILED = "CONNECTION_FAILED"
+    NOTHING = "NOTHING"
+    NO_CONNECTION = "NO_CONNECTION"
+    MAPPING_INCOMPLETE = "MAPPING_INCOMPLETE"
+    CONFIGURATION_INCOMPLETE = "CONFIGURATION_INCOMPLETE"
+
+
+class TokenScope(enum.StrEnum):
+    READ = "READ"
+    WRITE = "WRITE"
+    ADMIN = "ADMIN"
+
+
+class ProbeKind(enum.StrEnum):
+    HTTP = "http"
+    TCP = "tcp"
+    TLS = "tls"
+
+
+SYNC_STEPS: tuple[SyncStep, ...] = (SyncStep.CONNECTION, SyncStep.MAPPING, SyncStep.CONFIGURATION)
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatSpec:
+    """How a connection is checked: the connector template with the connection's overrides."""
+
+    kind: ProbeKind = ProbeKind.HTTP
+    method: str = "GET"
+    url: str | None = None
+    expected_status: tuple[int, ...] = (200,)
+    timeout_seconds: float = 10.0
+    body_regex: str | None = None
+    json_path: str | None = None
+    json_equals: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class UseKind:
+    kind: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    id: int
+    external_id: str
+    name: str
+    email: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    id: int
+    slug: str
+    name: str
+    category: str
+    heartbeat: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    id: int
+    consumer_id: int
+    connector_id: int
+    name: str
+    direction: Direction
+    state: ConnectionState
+    status: ConnectionStatus
+    last_checked_at: datetime | None
+    last_success_at: datetime | None
+    failure_reason: FailureReason | None
+    last_error: str | None
+    latency_ms: float | None
+    consecutive_failures: int
+    check_interval_seconds: int
+    failure_threshold: int
+    next_check_at: datetime | None
+    state_changed_at: datetime
+    heartbeat: dict[str, Any]
+    has_credentials: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    id: int
+    connection_id: int
+    kind: str
+    kind_label: str
+    name: str
+    status: UseStatus
+    last_run_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    step: SyncStep
+    complete: bool
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncActivation:
+    id: int
+    sync_id: int
+    consumer_id: int
+    steps: tuple[StepState, ...]
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    id: int
+    connection_id: int
+    checked_at: datetime
+    success: bool
+    failure_reason: FailureReason | None
+    latency_ms: float | None
+    http_status: int | None
+    error: str | None
+
+
+# Derived values: computed in SQL, never stored.
+
+
+@dataclass(frozen=True, slots=True)
+class UsedFor:
+    """One row of the "Used for" column: "Hypersyncs (4)"."""
+
+    kind: str
+    label: str
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.count})"
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceHealth:
+    healthy: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.healthy + self.failed + self.unknown
+
+    @property
+    def status(self) -> Health:
+        if self.failed and self.failed == self.total:
+            return Health.DOWN
+        if self.failed:
+            return Health.DEGRADED
+        if self.healthy:
+            return Health.HEALTHY
+        return Health.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One entry of the issue column; names the connector for CONNECTION_FAILED/NO_CONNECTION."""
+
+    code: IssueCode
+    connector_id: int | None = None
+    connector_name: str | None = None
+
+    @property
+    def message(self) -> str:
+        match self.code:
+            case IssueCode.CONNECTION_FAILED:
+                return f"Connection failed ({self.connector_name})"
+            case IssueCode.NOTHING:
+                return "Nothing: no connection process was initiated"
+            case IssueCode.NO_CONNECTION:
+                suffix = f" ({self.connector_name})" if self.connector_name else ""
+                return f"No connection: required connections are missing{suffix}"
+            case IssueCode.MAPPING_INCOMPLETE:
+                return "Mapping incomplete: some mappings were not correctly set"
+            case IssueCode.CONFIGURATION_INCOMPLETE:
+                return "Configuration incomplete: the sync was not activated"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCounts:
+    connected: int = 0
+    connection_failure: int = 0
+    unknown: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorUsage:
+    connector: Connector
+    active_connections: int
+    pending_connections: int
+    failed_connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepFunnelEntry:
+    step: SyncStep
+    complete: int
+    incomplete: int
+
+
+@dataclass(frozen=True, slots=True)
+class SyncUsage:
+    sync: Sync
+    activations: int
+    active_activations: int
+    step_funnel: tuple[StepFunnelEntry, ...]
+
+    @property
+    def activation_rate(self) -> float:
+        return self.active_activations / self.activations if self.activations else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    consumers: int
+    active_consumers: int
+    active_connections: int
+    pending_connections: int
+    failed_connections: int
+    disabled_connections: int
+    connections_by_status: StatusCounts
+    connectors: tuple[ConnectorUsage, ...]
+    syncs: tuple[SyncUsage, ...] = field(default=())
+
+    @property
+    def active_syncs(self) -> int:
+        return sum(s.active_activations for s in self.syncs)

@@ -1,0 +1,257 @@
+"""SQLAlchemy 2 ORM rows. They stay inside `store`; other layers see `store.domain` records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.domain import (
+    ConnectionState,
+    ConnectionStatus,
+    Direction,
+    FailureReason,
+    SyncStep,
+    TokenScope,
+    UseStatus,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} would be ambiguous; pass an aware UTC one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(enum_class: type[Any]) -> Enum:
+    # Plain VARCHAR + CHECK: portable, and adding a value needs no ALTER TYPE on PostgreSQL.
+    return Enum(
+        enum_class,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        name=enum_class.__name__.lower(),
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class UseKindRow(Base):
+    __tablename__ = "use_kinds"
+
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200))
+
+
+class ConsumerRow(Base):
+    __tablename__ = "consumers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    connections: Mapped[list[ConnectionRow]] = relationship(
+        back_populates="consumer", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ConnectorRow(Base):
+    __tablename__ = "connectors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    heartbeat: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConnectionRow(Base):
+    __tablename__ = "connections"
+    __table_args__ = (
+        UniqueConstraint("consumer_id", "name"),
+        Index("ix_connections_connector_state", "connector_id", "state"),
+        Index("ix_connections_state_status", "state", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    consumer_id: Mapped[int] = mapped_column(ForeignKey("consumers.id", ondelete="CASCADE"))
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[Direction] = mapped_column(_enum(Direction), default=Direction.OUTBOUND)
+    state: Mapped[ConnectionState] = mapped_column(
+        _enum(ConnectionState), default=ConnectionState.PENDING
+    )
+    status: Mapped[ConnectionStatus] = mapped_column(
+        _enum(ConnectionStatus), default=ConnectionStatus.UNKNOWN
+    )
+    last_checked_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    failure_reason: Mapped[FailureReason | None] = mapped_column(_enum(FailureReason))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    check_interval_seconds: Mapped[int] = mapped_column(Integer, default=86400)
+    failure_threshold: Mapped[int] = mapped_column(Integer, default=1)
+    # The scheduler's due-time column: a partial scan of this index finds what is due.
+    next_check_at: Mapped[datetime | None] = mapped_column(index=True)
+    state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Non-secret reference as written in the catalog (e.g. {kind: bearer, token_env: X});
+    # the secret itself is only ever stored Fernet-encrypted.
+    credentials_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    credentials_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    consumer: Mapped[ConsumerRow] = relationship(back_populates="connections")
+    connector: Mapped[ConnectorRow] = relationship()
+    uses: Mapped[list[UseRow]] = relationship(
+        back_populates="connection", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class UseRow(Base):
+    __tablename__ = "uses"
+    __table_args__ = (UniqueConstraint("connection_id", "kind", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(ForeignKey("use_kinds.kind", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[UseStatus] = mapped_column(_enum(UseStatus), default=UseStatus.UNKNOWN)
+    last_run_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    connection: Mapped[ConnectionRow] = relationship(back_populates="uses")
+
+
+class SyncRow(Base):
+    __tablename__ = "syncs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    requirements: Mapped[list[SyncRequirementRow]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="SyncRequirementRow.position"
+    )
+
+
+class SyncRequirementRow(Base):
+    __tablename__ = "sync_requirements"
+
+    sync_id: Mapped[int] = mapped_column(
+        ForeignKey("syncs.id", ondelete="CASCADE"), primary_key=True
+    )
+    connector_id: Mapped[int] = mapped_column(
+        ForeignKey("connectors.id", ondelete="RESTRICT"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SyncActivationRow(Base):
+    __tablename__ = "sync_activations"
+    __table_args__ = (UniqueConstraint("sync_id", "consumer_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_id: Mapped[int] = mapped_column(ForeignKey("syncs.id", ondelete="CASCADE"))
+    consumer_id: Mapped[int] = mapped_column(
+        ForeignKey("consumers.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    steps: Mapped[list[SyncActivationStepRow]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+
+class SyncActivationStepRow(Base):
+    __tablename__ = "sync_activation_steps"
+
+    activation_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_activations.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[SyncStep] = mapped_column(_enum(SyncStep), primary_key=True)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class CheckRow(Base):
+    __tablename__ = "checks"
+    __table_args__ = (Index("ix_checks_connection_checked", "connection_id", "checked_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    checked_at: Mapped[datetime] = mapped_column(index=True)
+    success: Mapped[bool] = mapped_column(Boolean)
+    failure_reason: Mapped[FailureReason | None] = mapped_column(_enum(FailureReason))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    scope: Mapped[TokenScope] = mapped_column(_enum(TokenScope))
+    consumer_id: Mapped[int | None] = mapped_column(ForeignKey("consumers.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -1,0 +1,102 @@
+"""Keyset pagination: opaque cursors over the primary key; deep pages cost what the first does."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from store.errors import InvalidCursorError, PageSizeError
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+_PREFIX = "hg1:"
+
+
+def encode_cursor(row_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_PREFIX}{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
+    except (binascii.Error, UnicodeError, ValueError) as exc:
+        raise InvalidCursorError(cursor) from exc
+    if not text.startswith(_PREFIX) or not text[len(_PREFIX) :].isdigit():
+        raise InvalidCursorError(cursor)
+    return int(text[len(_PREFIX) :])
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    first: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first <= MAX_PAGE_SIZE:
+            raise PageSizeError(self.first, MAX_PAGE_SIZE)
+        if self.after is not None:
+            decode_cursor(self.after)
+
+    @property
+    def after_id(self) -> int | None:
+        return decode_cursor(self.after) if self.after is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    cursors: tuple[str, ...]
+    has_next_page: bool
+    has_previous_page: bool
+
+    @property
+    def start_cursor(self) -> str | None:
+        return self.cursors[0] if self.cursors else None
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+def page_of(items: Sequence[T], page: PageRequest, row_id: Callable[[T], int]) -> Page[T]:
+    """Cut the `first + 1` items fetched for `page` into a page and whether another follows."""
+    visible = items[: page.first]
+    return Page(
+        items=tuple(visible),
+        cursors=tuple(encode_cursor(row_id(item)) for item in visible),
+        has_next_page=len(items) > page.first,
+        has_previous_page=page.after is not None,
+    )
+
+
+async def paginate(
+    session: AsyncSession,
+    statement: Select[Any],
+    id_column: InstrumentedAttribute[int],
+    page: PageRequest,
+    to_record: Callable[[Any], T],
+) -> Page[T]:
+    """Run `statement` (selecting one entity) ordered by `id_column`, one page after the cursor."""
+    after_id = page.after_id
+    if after_id is not None:
+        statement = statement.where(id_column > after_id)
+    statement = statement.order_by(id_column).limit(page.first + 1)
+    rows: Sequence[Any] = (await session.scalars(statement)).all()
+    records = [(row.id, to_record(row)) for row in rows]
+    cut = page_of(records, page, lambda pair: pair[0])
+    return Page(
+        items=tuple(record for _, record in cut.items),
+        cursors=cut.cursors,
+        has_next_page=cut.has_next_page,
+        has_previous_page=cut.has_previous_page,
+    )

@@ -1,0 +1,576 @@
+"""Read queries shared by the GraphQL API, the CSV export and the exporter.
+
+Lists take a filter and a page; batch functions take a set of ids and answer in one statement
+(the shape a DataLoader wants). Aggregates run in SQL, never as a loop over every row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, cast, func, null, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from store import derived, domain, records
+from store.domain import (
+    ConnectionState,
+    ConnectionStatus,
+    IssueCode,
+    SyncStep,
+    UseStatus,
+)
+from store.filters import (
+    ConnectionFilter,
+    ConnectorFilter,
+    ConsumerFilter,
+    SyncActivationFilter,
+    SyncFilter,
+    UseFilter,
+)
+from store.models import (
+    CheckRow,
+    ConnectionRow,
+    ConnectorRow,
+    ConsumerRow,
+    SyncActivationRow,
+    SyncActivationStepRow,
+    SyncRequirementRow,
+    SyncRow,
+    UseKindRow,
+    UseRow,
+)
+from store.pagination import Page, PageRequest, page_of, paginate
+
+# --- filtering helpers -------------------------------------------------------------------------
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _search(
+    term: str | None,
+    id_column: InstrumentedAttribute[int],
+    *text_columns: InstrumentedAttribute[Any],
+) -> list[ColumnElement[bool]]:
+    """Case-insensitive substring on the text columns, or the exact numeric id."""
+    term = (term or "").strip()
+    if not term:
+        return []
+    pattern = _like_pattern(term)
+    matches: list[ColumnElement[bool]] = [
+        column.ilike(pattern, escape="\\") for column in text_columns
+    ]
+    if term.isdigit() and len(term) < 18:
+        matches.append(id_column == int(term))
+    return [or_(*matches)]
+
+
+def _in(column: Any, values: tuple[Any, ...] | None) -> list[ColumnElement[bool]]:
+    return [] if values is None else [column.in_(values)]
+
+
+def consumer_conditions(f: ConsumerFilter) -> list[ColumnElement[bool]]:
+    conditions = _in(ConsumerRow.id, f.consumer_ids)
+    if f.active is not None:
+        active = derived.consumer_is_active()
+        conditions.append(active if f.active else ~active)
+    if f.connector_ids is not None:
+        conditions.append(
+            select(ConnectionRow.id)
+            .where(
+                ConnectionRow.consumer_id == ConsumerRow.id,
+                ConnectionRow.connector_id.in_(f.connector_ids),
+            )
+            .exists()
+        )
+    if f.issue_codes is not None:
+        conditions.append(or_(*(derived.consumer_has_issue(code) for code in f.issue_codes)))
+    conditions += _search(f.search, ConsumerRow.id, ConsumerRow.name, ConsumerRow.external_id)
+    return conditions
+
+
+def connector_conditions(f: ConnectorFilter) -> list[ColumnElement[bool]]:
+    conditions = _in(ConnectorRow.category, f.categories)
+    if f.consumer_ids is not None:
+        conditions.append(
+            select(ConnectionRow.id)
+            .where(
+                ConnectionRow.connector_id == ConnectorRow.id,
+                ConnectionRow.consumer_id.in_(f.consumer_ids),
+            )
+            .exists()
+        )
+    conditions += _search(f.search, ConnectorRow.id, ConnectorRow.name, ConnectorRow.slug)
+    return conditions
+
+
+def connection_conditions(f: ConnectionFilter) -> list[ColumnElement[bool]]:
+    conditions = [
+        *_in(ConnectionRow.consumer_id, f.consumer_ids),
+        *_in(ConnectionRow.connector_id, f.connector_ids),
+        *_in(ConnectionRow.state, f.states),
+        *_in(ConnectionRow.status, f.statuses),
+        *_in(ConnectionRow.direction, f.directions),
+    ]
+    conditions += _search(f.search, ConnectionRow.id, ConnectionRow.name)
+    return conditions
+
+
+def use_conditions(f: UseFilter) -> list[ColumnElement[bool]]:
+    conditions = [
+        *_in(UseRow.connection_id, f.connection_ids),
+        *_in(UseRow.kind, f.kinds),
+        *_in(UseRow.status, f.statuses),
+    ]
+    if f.consumer_ids is not None:
+        conditions.append(
+            select(ConnectionRow.id)
+            .where(
+                ConnectionRow.id == UseRow.connection_id,
+                ConnectionRow.consumer_id.in_(f.consumer_ids),
+            )
+            .exists()
+        )
+    conditions += _search(f.search, UseRow.id, UseRow.name)
+    return conditions
+
+
+def sync_conditions(f: SyncFilter) -> list[ColumnElement[bool]]:
+    return _search(f.search, SyncRow.id, SyncRow.name)
+
+
+def sync_activation_conditions(f: SyncActivationFilter) -> list[ColumnElement[bool]]:
+    conditions = [
+        *_in(SyncActivationRow.consumer_id, f.consumer_ids),
+        *_in(SyncActivationRow.sync_id, f.sync_ids),
+    ]
+    if f.connector_ids is not None:
+        conditions.append(
+            select(SyncRequirementRow.sync_id)
+            .where(
+                SyncRequirementRow.sync_id == SyncActivationRow.sync_id,
+                SyncRequirementRow.connector_id.in_(f.connector_ids),
+            )
+            .exists()
+        )
+    if f.active is not None:
+        active = derived.activation_is_active()
+        conditions.append(active if f.active else ~active)
+    if f.issue_codes is not None:
+        code, _ = derived.activation_issue()
+        conditions.append(code.in_([c.value for c in f.issue_codes]))
+    if f.search and f.search.strip():
+        # "search by name or consumer id": the consumer's name/external id, or the sync's name.
+        consumer_match = (
+            select(ConsumerRow.id)
+            .where(
+                ConsumerRow.id == SyncActivationRow.consumer_id,
+                *_search(f.search, ConsumerRow.id, ConsumerRow.name, ConsumerRow.external_id),
+            )
+            .exists()
+        )
+        sync_match = (
+            select(SyncRow.id)
+            .where(
+                SyncRow.id == SyncActivationRow.sync_id,
+                *_search(f.search, SyncRow.id, SyncRow.name),
+            )
+            .exists()
+        )
+        conditions.append(or_(consumer_match, sync_match))
+    return conditions
+
+
+# --- lists and counts --------------------------------------------------------------------------
+
+
+async def _count(session: AsyncSession, model: Any, conditions: list[ColumnElement[bool]]) -> int:
+    return int(
+        await session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0
+    )
+
+
+async def list_consumers(
+    session: AsyncSession, f: ConsumerFilter, page: PageRequest
+) -> Page[domain.Consumer]:
+    stmt = select(ConsumerRow).where(*consumer_conditions(f))
+    return await paginate(session, stmt, ConsumerRow.id, page, records.consumer)
+
+
+async def count_consumers(session: AsyncSession, f: ConsumerFilter) -> int:
+    return await _count(session, ConsumerRow, consumer_conditions(f))
+
+
+async def list_connectors(
+    session: AsyncSession, f: ConnectorFilter, page: PageRequest
+) -> Page[domain.Connector]:
+    stmt = select(ConnectorRow).where(*connector_conditions(f))
+    return await paginate(session, stmt, ConnectorRow.id, page, records.connector)
+
+
+async def count_connectors(session: AsyncSession, f: ConnectorFilter) -> int:
+    return await _count(session, ConnectorRow, connector_conditions(f))
+
+
+async def list_connections(
+    session: AsyncSession, f: ConnectionFilter, page: PageRequest
+) -> Page[domain.Connection]:
+    stmt = select(ConnectionRow).where(*connection_conditions(f))
+    return await paginate(session, stmt, ConnectionRow.id, page, records.connection)
+
+
+async def count_connections(session: AsyncSession, f: ConnectionFilter) -> int:
+    return await _count(session, ConnectionRow, connection_conditions(f))
+
+
+async def list_uses(session: AsyncSession, f: UseFilter, page: PageRequest) -> Page[domain.Use]:
+    stmt = select(UseRow, UseKindRow.label).join(UseKindRow).where(*use_conditions(f))
+    after_id = page.after_id
+    if after_id is not None:
+        stmt = stmt.where(UseRow.id > after_id)
+    rows = (await session.execute(stmt.order_by(UseRow.id).limit(page.first + 1))).all()
+    return page_of([records.use(row, label) for row, label in rows], page, lambda u: u.id)
+
+
+async def count_uses(session: AsyncSession, f: UseFilter) -> int:
+    return await _count(session, UseRow, use_conditions(f))
+
+
+async def list_syncs(session: AsyncSession, f: SyncFilter, page: PageRequest) -> Page[domain.Sync]:
+    stmt = select(SyncRow).where(*sync_conditions(f))
+    return await paginate(session, stmt, SyncRow.id, page, records.sync)
+
+
+async def count_syncs(session: AsyncSession, f: SyncFilter) -> int:
+    return await _count(session, SyncRow, sync_conditions(f))
+
+
+async def list_sync_activations(
+    session: AsyncSession, f: SyncActivationFilter, page: PageRequest
+) -> Page[domain.SyncActivation]:
+    stmt = select(SyncActivationRow).where(*sync_activation_conditions(f))
+    return await paginate(session, stmt, SyncActivationRow.id, page, records.sync_activation)
+
+
+async def count_sync_activations(session: AsyncSession, f: SyncActivationFilter) -> int:
+    return await _count(session, SyncActivationRow, sync_activation_conditions(f))
+
+
+async def list_checks(
+    session: AsyncSession, connection_id: int, page: PageRequest
+) -> Page[domain.Check]:
+    """Newest first: the history a viewer reads from the top."""
+    stmt = select(CheckRow).where(CheckRow.connection_id == connection_id)
+    after_id = page.after_id
+    if after_id is not None:
+        stmt = stmt.where(CheckRow.id < after_id)
+    rows = (await session.scalars(stmt.order_by(CheckRow.id.desc()).limit(page.first + 1))).all()
+    return page_of([records.check(row) for row in rows], page, lambda c: c.id)
+
+
+# --- batch lookups (DataLoader shape: ids in, one statement, mapping out) -----------------------
+
+
+async def consumers_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, domain.Consumer]:
+    rows = await session.scalars(select(ConsumerRow).where(ConsumerRow.id.in_(set(ids))))
+    return {row.id: records.consumer(row) for row in rows}
+
+
+async def consumers_by_external_id(
+    session: AsyncSession, external_ids: Iterable[str]
+) -> dict[str, domain.Consumer]:
+    rows = await session.scalars(
+        select(ConsumerRow).where(ConsumerRow.external_id.in_(set(external_ids)))
+    )
+    return {row.external_id: records.consumer(row) for row in rows}
+
+
+async def connectors_by_id(
+    session: AsyncSession, ids: Iterable[int]
+) -> dict[int, domain.Connector]:
+    rows = await session.scalars(select(ConnectorRow).where(ConnectorRow.id.in_(set(ids))))
+    return {row.id: records.connector(row) for row in rows}
+
+
+async def connectors_by_slug(
+    session: AsyncSession, slugs: Iterable[str]
+) -> dict[str, domain.Connector]:
+    rows = await session.scalars(select(ConnectorRow).where(ConnectorRow.slug.in_(set(slugs))))
+    return {row.slug: records.connector(row) for row in rows}
+
+
+async def connections_by_id(
+    session: AsyncSession, ids: Iterable[int]
+) -> dict[int, domain.Connection]:
+    rows = await session.scalars(select(ConnectionRow).where(ConnectionRow.id.in_(set(ids))))
+    return {row.id: records.connection(row) for row in rows}
+
+
+async def uses_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, domain.Use]:
+    rows = await session.execute(
+        select(UseRow, UseKindRow.label).join(UseKindRow).where(UseRow.id.in_(set(ids)))
+    )
+    return {row.id: records.use(row, label) for row, label in rows}
+
+
+async def syncs_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, domain.Sync]:
+    rows = await session.scalars(select(SyncRow).where(SyncRow.id.in_(set(ids))))
+    return {row.id: records.sync(row) for row in rows}
+
+
+async def sync_activations_by_id(
+    session: AsyncSession, ids: Iterable[int]
+) -> dict[int, domain.SyncActivation]:
+    rows = await session.scalars(
+        select(SyncActivationRow).where(SyncActivationRow.id.in_(set(ids)))
+    )
+    return {row.id: records.sync_activation(row) for row in rows}
+
+
+async def required_connector_ids(
+    session: AsyncSession, sync_ids: Iterable[int]
+) -> dict[int, tuple[int, ...]]:
+    rows = await session.execute(
+        select(SyncRequirementRow.sync_id, SyncRequirementRow.connector_id)
+        .where(SyncRequirementRow.sync_id.in_(set(sync_ids)))
+        .order_by(SyncRequirementRow.sync_id, SyncRequirementRow.position)
+    )
+    out: dict[int, list[int]] = defaultdict(list)
+    for sync_id, connector_id in rows:
+        out[sync_id].append(connector_id)
+    return {sync_id: tuple(ids) for sync_id, ids in out.items()}
+
+
+async def use_kinds(session: AsyncSession) -> tuple[domain.UseKind, ...]:
+    rows = await session.scalars(select(UseKindRow).order_by(UseKindRow.kind))
+    return tuple(domain.UseKind(kind=row.kind, label=row.label) for row in rows)
+
+
+# --- derived, in batches ----------------------------------------------------------------------
+
+
+async def consumers_active(session: AsyncSession, ids: Iterable[int]) -> dict[int, bool]:
+    rows = await session.execute(
+        select(ConsumerRow.id, derived.consumer_is_active()).where(ConsumerRow.id.in_(set(ids)))
+    )
+    return {consumer_id: bool(active) for consumer_id, active in rows}
+
+
+async def consumer_issues(
+    session: AsyncSession, ids: Iterable[int]
+) -> dict[int, tuple[domain.Issue, ...]]:
+    """The "by connections" issue column: one CONNECTION_FAILED per failed connection, in
+    connection order, or NOTHING for a consumer that never started a connection."""
+    wanted = set(ids)
+    failed = (
+        select(
+            ConnectionRow.consumer_id.label("consumer_id"),
+            ConnectionRow.id.label("connection_id"),
+            ConnectorRow.id.label("connector_id"),
+            ConnectorRow.name.label("connector_name"),
+        )
+        .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
+        .where(ConnectionRow.consumer_id.in_(wanted), derived.connection_is_failed())
+    )
+    nothing = select(
+        ConsumerRow.id.label("consumer_id"),
+        cast(null(), ConnectionRow.id.type).label("connection_id"),
+        cast(null(), ConnectorRow.id.type).label("connector_id"),
+        cast(null(), ConnectorRow.name.type).label("connector_name"),
+    ).where(ConsumerRow.id.in_(wanted), derived.consumer_has_no_connection())
+    union = failed.union_all(nothing).subquery()
+    rows = await session.execute(select(union).order_by(union.c.consumer_id, union.c.connection_id))
+    out: dict[int, list[domain.Issue]] = {consumer_id: [] for consumer_id in wanted}
+    for consumer_id, connection_id, connector_id, connector_name in rows:
+        if connection_id is None:
+            out[consumer_id].append(domain.Issue(IssueCode.NOTHING))
+        else:
+            out[consumer_id].append(
+                domain.Issue(IssueCode.CONNECTION_FAILED, connector_id, connector_name)
+            )
+    return {consumer_id: tuple(issues) for consumer_id, issues in out.items()}
+
+
+async def sync_activations_state(
+    session: AsyncSession, ids: Iterable[int]
+) -> dict[int, tuple[bool, domain.Issue | None]]:
+    """(active, issue) per activation, from the same expressions the filters use."""
+    code, connector_id = derived.activation_issue()
+    rows = await session.execute(
+        select(
+            SyncActivationRow.id,
+            derived.activation_is_active(),
+            code,
+            connector_id,
+            ConnectorRow.name,
+        )
+        .outerjoin(ConnectorRow, ConnectorRow.id == connector_id)
+        .where(SyncActivationRow.id.in_(set(ids)))
+    )
+    out: dict[int, tuple[bool, domain.Issue | None]] = {}
+    for activation_id, active, issue_code, issue_connector_id, connector_name in rows:
+        issue = (
+            domain.Issue(IssueCode(issue_code), issue_connector_id, connector_name)
+            if issue_code is not None
+            else None
+        )
+        out[activation_id] = (bool(active), issue)
+    return out
+
+
+async def used_for(
+    session: AsyncSession, connection_ids: Iterable[int]
+) -> dict[int, tuple[domain.UsedFor, ...]]:
+    """ "Hypersyncs (4)": uses per kind, per connection, ordered by label."""
+    wanted = set(connection_ids)
+    rows = await session.execute(
+        select(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, func.count())
+        .join(UseKindRow, UseKindRow.kind == UseRow.kind)
+        .where(UseRow.connection_id.in_(wanted))
+        .group_by(UseRow.connection_id, UseKindRow.kind, UseKindRow.label)
+        .order_by(UseRow.connection_id, UseKindRow.label)
+    )
+    out: dict[int, list[domain.UsedFor]] = {connection_id: [] for connection_id in wanted}
+    for connection_id, kind, label, count in rows:
+        out[connection_id].append(domain.UsedFor(kind=kind, label=label, count=int(count)))
+    return {connection_id: tuple(entries) for connection_id, entries in out.items()}
+
+
+def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+async def instance_health(
+    session: AsyncSession, connection_ids: Iterable[int]
+) -> dict[int, domain.InstanceHealth]:
+    """How many uses of each connection are healthy, failed or unknown."""
+    wanted = set(connection_ids)
+    rows = await session.execute(
+        select(
+            UseRow.connection_id,
+            _count_where(UseRow.status == UseStatus.HEALTHY),
+            _count_where(UseRow.status == UseStatus.FAILED),
+            _count_where(UseRow.status == UseStatus.UNKNOWN),
+        )
+        .where(UseRow.connection_id.in_(wanted))
+        .group_by(UseRow.connection_id)
+    )
+    out = {connection_id: domain.InstanceHealth() for connection_id in wanted}
+    for connection_id, healthy, failed, unknown in rows:
+        out[connection_id] = domain.InstanceHealth(int(healthy), int(failed), int(unknown))
+    return out
+
+
+# --- overview ---------------------------------------------------------------------------------
+
+
+async def overview(
+    session: AsyncSession, consumer_ids: tuple[int, ...] | None = None
+) -> domain.Overview:
+    """Every figure of the seeds' overview page in five statements, whatever the data size.
+
+    `consumer_ids` restricts every figure to those consumers (tenant-scoped tokens).
+    """
+    consumer_scope = _in(ConsumerRow.id, consumer_ids)
+    connection_scope = _in(ConnectionRow.consumer_id, consumer_ids)
+    activation_scope = _in(SyncActivationRow.consumer_id, consumer_ids)
+
+    consumers_total, consumers_active = (
+        await session.execute(
+            select(func.count(), _count_where(derived.consumer_is_active())).where(*consumer_scope)
+        )
+    ).one()
+
+    by_state: dict[ConnectionState, int] = defaultdict(int)
+    by_status: dict[ConnectionStatus, int] = defaultdict(int)
+    rows = await session.execute(
+        select(ConnectionRow.state, ConnectionRow.status, func.count())
+        .where(*connection_scope)
+        .group_by(ConnectionRow.state, ConnectionRow.status)
+    )
+    for state, status, count in rows:
+        by_state[state] += int(count)
+        if state is not ConnectionState.DISABLED:
+            by_status[status] += int(count)
+
+    connector_rows = await session.execute(
+        select(
+            ConnectorRow,
+            _count_where(ConnectionRow.state == ConnectionState.ACTIVE),
+            _count_where(ConnectionRow.state == ConnectionState.PENDING),
+            _count_where(ConnectionRow.state == ConnectionState.FAILED),
+        )
+        .outerjoin(
+            ConnectionRow,
+            and_(ConnectionRow.connector_id == ConnectorRow.id, *connection_scope),
+        )
+        .group_by(ConnectorRow.id)
+        .order_by(ConnectorRow.name, ConnectorRow.id)
+    )
+    connectors = tuple(
+        domain.ConnectorUsage(records.connector(row), int(active), int(pending), int(failed))
+        for row, active, pending, failed in connector_rows
+    )
+
+    sync_rows = await session.execute(
+        select(
+            SyncRow,
+            func.count(SyncActivationRow.id),
+            _count_where(and_(SyncActivationRow.id.is_not(None), derived.activation_is_active())),
+        )
+        .outerjoin(
+            SyncActivationRow,
+            and_(SyncActivationRow.sync_id == SyncRow.id, *activation_scope),
+        )
+        .group_by(SyncRow.id)
+        .order_by(SyncRow.name, SyncRow.id)
+    )
+    sync_counts = [(records.sync(row), int(total), int(active)) for row, total, active in sync_rows]
+
+    funnel: dict[tuple[int, SyncStep], tuple[int, int]] = {}
+    funnel_rows = await session.execute(
+        select(
+            SyncActivationRow.sync_id,
+            SyncActivationStepRow.step,
+            _count_where(SyncActivationStepRow.complete.is_(True)),
+            _count_where(SyncActivationStepRow.complete.is_(False)),
+        )
+        .join(SyncActivationRow, SyncActivationRow.id == SyncActivationStepRow.activation_id)
+        .where(*activation_scope)
+        .group_by(SyncActivationRow.sync_id, SyncActivationStepRow.step)
+    )
+    for sync_id, step, complete, incomplete in funnel_rows:
+        funnel[(sync_id, step)] = (int(complete), int(incomplete))
+
+    syncs = tuple(
+        domain.SyncUsage(
+            sync=sync,
+            activations=total,
+            active_activations=active,
+            step_funnel=tuple(
+                domain.StepFunnelEntry(step, *funnel.get((sync.id, step), (0, 0)))
+                for step in domain.SYNC_STEPS
+            ),
+        )
+        for sync, total, active in sync_counts
+    )
+    return domain.Overview(
+        consumers=int(consumers_total),
+        active_consumers=int(consumers_active),
+        active_connections=by_state[ConnectionState.ACTIVE],
+        pending_connections=by_state[ConnectionState.PENDING],
+        failed_connections=by_state[ConnectionState.FAILED],
+        disabled_connections=by_state[ConnectionState.DISABLED],
+        connections_by_status=domain.StatusCounts(
+            connected=by_status[ConnectionStatus.CONNECTED],
+            connection_failure=by_status[ConnectionStatus.CONNECTION_FAILURE],
+            unknown=by_status[ConnectionStatus.UNKNOWN],
+        ),
+        connectors=connectors,
+        syncs=syncs,
+    )

@@ -1,0 +1,104 @@
+"""ORM row → domain record conversions, the one place that knows both shapes."""
+
+from __future__ import annotations
+
+from store import domain
+from store.models import (
+    CheckRow,
+    ConnectionRow,
+    ConnectorRow,
+    ConsumerRow,
+    SyncActivationRow,
+    SyncRow,
+    UseRow,
+)
+
+
+def consumer(row: ConsumerRow) -> domain.Consumer:
+    return domain.Consumer(
+        id=row.id,
+        external_id=row.external_id,
+        name=row.name,
+        email=row.email,
+        created_at=row.created_at,
+    )
+
+
+def connector(row: ConnectorRow) -> domain.Connector:
+    return domain.Connector(
+        id=row.id, slug=row.slug, name=row.name, category=row.category, heartbeat=row.heartbeat
+    )
+
+
+def connection(row: ConnectionRow) -> domain.Connection:
+    return domain.Connection(
+        id=row.id,
+        consumer_id=row.consumer_id,
+        connector_id=row.connector_id,
+        name=row.name,
+        direction=row.direction,
+        state=row.state,
+        status=row.status,
+        last_checked_at=row.last_checked_at,
+        last_success_at=row.last_success_at,
+        failure_reason=row.failure_reason,
+        last_error=row.last_error,
+        latency_ms=row.latency_ms,
+        consecutive_failures=row.consecutive_failures,
+        check_interval_seconds=row.check_interval_seconds,
+        failure_threshold=row.failure_threshold,
+        next_check_at=row.next_check_at,
+        state_changed_at=row.state_changed_at,
+        heartbeat=row.heartbeat,
+        has_credentials=row.credentials_ciphertext is not None,
+        created_at=row.created_at,
+    )
+
+
+def use(row: UseRow, kind_label: str) -> domain.Use:
+    return domain.Use(
+        id=row.id,
+        connection_id=row.connection_id,
+        kind=row.kind,
+        kind_label=kind_label,
+        name=row.name,
+        status=row.status,
+        last_run_at=row.last_run_at,
+        last_error=row.last_error,
+    )
+
+
+def sync(row: SyncRow) -> domain.Sync:
+    return domain.Sync(id=row.id, name=row.name)
+
+
+def sync_activation(row: SyncActivationRow) -> domain.SyncActivation:
+    by_step = {step.step: step for step in row.steps}
+    steps = tuple(
+        domain.StepState(
+            step=step,
+            complete=by_step[step].complete if step in by_step else False,
+            detail=by_step[step].detail if step in by_step else None,
+        )
+        for step in domain.SYNC_STEPS
+    )
+    return domain.SyncActivation(
+        id=row.id,
+        sync_id=row.sync_id,
+        consumer_id=row.consumer_id,
+        steps=steps,
+        updated_at=row.updated_at,
+    )
+
+
+def check(row: CheckRow) -> domain.Check:
+    return domain.Check(
+        id=row.id,
+        connection_id=row.connection_id,
+        checked_at=row.checked_at,
+        success=row.success,
+        failure_reason=row.failure_reason,
+        latency_ms=row.latency_ms,
+        http_status=row.http_status,
+        error=row.error,
+    )
