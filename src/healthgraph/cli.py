@@ -89,7 +89,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             spec = load_catalog_file(args.file)
             return asyncio.run(_apply(settings, spec, str(args.file), args.prune, args.dry_run))
         case "export":
-            return asyncio.run(_export(settings, args.output))
+            text = asyncio.run(_export(settings))
+            if args.output is None:
+                sys.stdout.write(text)
+            else:
+                args.output.write_text(text, encoding="utf-8")
+                print(f"wrote {args.output}", file=sys.stderr)
+            return EXIT_OK
     raise AssertionError(args.command)
 
 
@@ -142,19 +148,13 @@ async def _apply(
     return EXIT_OK
 
 
-async def _export(settings: Settings, output: Path | None) -> int:
+async def _export(settings: Settings) -> str:
     database = await open_database(settings.database_url)
     try:
         async with database.sessions() as session:
-            text = dump_yaml(await export_catalog(session))
+            return dump_yaml(await export_catalog(session))
     finally:
         await database.close()
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        print(f"wrote {output}", file=sys.stderr)
-    return EXIT_OK
 
 
 if __name__ == "__main__":

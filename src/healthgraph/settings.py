@@ -70,8 +70,8 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}SECRET_KEYS",
                 None,
-                "is required with PostgreSQL; generate one with "
-                "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+                "is required with PostgreSQL; generate a key with: python -c "
+                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
             )
         path = self.key_file()
         if not path.exists():

@@ -1,4 +1,4 @@
-"""Credentials at rest: Fernet with a key ring, newest key first, so keys rotate with no downtime."""
+"""Credentials at rest: Fernet with a key ring, newest key first, so keys rotate live."""
 
 from __future__ import annotations
 

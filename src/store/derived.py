@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, false, literal, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, false, literal, not_, or_, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement as Column
 
@@ -20,6 +20,11 @@ from store.models import (
     SyncActivationStepRow,
     SyncRequirementRow,
 )
+
+
+def _exists(table: Any, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS over `table` that correlates with every enclosing query, however deep it is nested."""
+    return select(literal(1)).select_from(table).where(*conditions).correlate_except(table).exists()
 
 
 def connection_is_failed(connection: Any = ConnectionRow) -> ColumnElement[bool]:
@@ -36,17 +41,17 @@ def connection_is_failed(connection: Any = ConnectionRow) -> ColumnElement[bool]
 def consumer_is_active(consumer: Any = ConsumerRow) -> ColumnElement[bool]:
     """Active ⇔ at least one ACTIVE connection (seed 2)."""
     c = aliased(ConnectionRow)
-    return exists().where(c.consumer_id == consumer.id, c.state == ConnectionState.ACTIVE)
+    return _exists(c, c.consumer_id == consumer.id, c.state == ConnectionState.ACTIVE)
 
 
 def consumer_has_failed_connection(consumer: Any = ConsumerRow) -> ColumnElement[bool]:
     c = aliased(ConnectionRow)
-    return exists().where(c.consumer_id == consumer.id, connection_is_failed(c))
+    return _exists(c, c.consumer_id == consumer.id, connection_is_failed(c))
 
 
 def consumer_has_no_connection(consumer: Any = ConsumerRow) -> ColumnElement[bool]:
     c = aliased(ConnectionRow)
-    return not_(exists().where(c.consumer_id == consumer.id))
+    return not_(_exists(c, c.consumer_id == consumer.id))
 
 
 def consumer_has_issue(code: IssueCode, consumer: Any = ConsumerRow) -> ColumnElement[bool]:
@@ -63,7 +68,7 @@ def _step_incomplete(activation: Any, step: SyncStep | None = None) -> ColumnEle
     conditions = [s.activation_id == activation.id, s.complete.is_(False)]
     if step is not None:
         conditions.append(s.step == step)
-    return exists().where(*conditions)
+    return _exists(s, *conditions)
 
 
 def _requirement_connector(activation: Any, *, failed: bool) -> Column[Any]:
@@ -74,13 +79,15 @@ def _requirement_connector(activation: Any, *, failed: bool) -> Column[Any]:
     r = aliased(SyncRequirementRow)
     healthy = aliased(ConnectionRow)
     broken = aliased(ConnectionRow)
-    has_healthy = exists().where(
+    has_healthy = _exists(
+        healthy,
         healthy.consumer_id == activation.consumer_id,
         healthy.connector_id == r.connector_id,
         healthy.state == ConnectionState.ACTIVE,
         healthy.status != ConnectionStatus.CONNECTION_FAILURE,
     )
-    has_failed = exists().where(
+    has_failed = _exists(
+        broken,
         broken.consumer_id == activation.consumer_id,
         broken.connector_id == r.connector_id,
         connection_is_failed(broken),
@@ -134,10 +141,12 @@ def activation_is_active(activation: Any = SyncActivationRow) -> ColumnElement[b
     """Active ⇔ every step complete and an ACTIVE connection to every required connector."""
     r = aliased(SyncRequirementRow)
     c = aliased(ConnectionRow)
-    missing_requirement = exists().where(
+    missing_requirement = _exists(
+        r,
         r.sync_id == activation.sync_id,
         not_(
-            exists().where(
+            _exists(
+                c,
                 c.consumer_id == activation.consumer_id,
                 c.connector_id == r.connector_id,
                 c.state == ConnectionState.ACTIVE,

@@ -1,0 +1,197 @@
+"""Derived fields, with the cases the two seed pages describe."""
+
+from __future__ import annotations
+
+from healthgraph.database import Database
+from store import queries
+from store.domain import (
+    ConnectionState,
+    ConnectionStatus,
+    Health,
+    InstanceHealth,
+    Issue,
+    IssueCode,
+    UsedFor,
+    UseStatus,
+)
+from tests.factories import GraphFactory
+
+
+async def test_consumer_with_active_and_failed_connection_is_active_and_shows_connection_failed(
+    db: Database,
+) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        quickbooks = await graph.connector("quickbooks", "QuickBooks Online")
+        drive = await graph.connector("drive", "Google Drive", "storage")
+        acme = await graph.consumer("acme")
+        await graph.connection(acme, drive)
+        await graph.connection(acme, quickbooks, state=ConnectionState.FAILED)
+
+    async with db.sessions() as session:
+        active = await queries.consumers_active(session, [acme.id])
+        issues = await queries.consumer_issues(session, [acme.id])
+
+    assert active == {acme.id: True}
+    assert issues == {acme.id: (Issue(IssueCode.CONNECTION_FAILED, quickbooks.id, "QuickBooks Online"),)}
+    assert issues[acme.id][0].message == "Connection failed (QuickBooks Online)"
+
+
+async def test_consumer_with_failing_heartbeat_shows_connection_failed(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        xero = await graph.connector("xero", "Xero")
+        globex = await graph.consumer("globex")
+        await graph.connection(globex, xero, status=ConnectionStatus.CONNECTION_FAILURE)
+
+    async with db.sessions() as session:
+        issues = await queries.consumer_issues(session, [globex.id])
+        active = await queries.consumers_active(session, [globex.id])
+
+    assert issues == {globex.id: (Issue(IssueCode.CONNECTION_FAILED, xero.id, "Xero"),)}
+    assert active == {globex.id: True}
+
+
+async def test_consumer_without_connection_shows_nothing_and_is_inactive(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        xero = await graph.connector("xero")
+        lonely = await graph.consumer("lonely")
+        pending_only = await graph.consumer("pending-only")
+        disabled_failure = await graph.consumer("disabled-failure")
+        await graph.connection(
+            pending_only, xero, state=ConnectionState.PENDING, status=ConnectionStatus.UNKNOWN
+        )
+        await graph.connection(
+            disabled_failure,
+            xero,
+            state=ConnectionState.DISABLED,
+            status=ConnectionStatus.CONNECTION_FAILURE,
+        )
+
+    ids = [lonely.id, pending_only.id, disabled_failure.id]
+    async with db.sessions() as session:
+        issues = await queries.consumer_issues(session, ids)
+        active = await queries.consumers_active(session, ids)
+
+    assert issues == {lonely.id: (Issue(IssueCode.NOTHING),), pending_only.id: (), disabled_failure.id: ()}
+    assert issues[lonely.id][0].message == "Nothing: no connection process was initiated"
+    assert active == {lonely.id: False, pending_only.id: False, disabled_failure.id: False}
+
+
+async def test_the_four_sync_issues_and_an_active_activation(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        stripe = await graph.connector("stripe", "Stripe", "invoicing")
+        quickbooks = await graph.connector("quickbooks", "QuickBooks Online")
+        invoices = await graph.sync("Invoices to accounting", [stripe, quickbooks])
+
+        failed = await graph.consumer("failed")
+        await graph.connection(failed, stripe)
+        await graph.connection(failed, quickbooks, state=ConnectionState.FAILED)
+        failed_activation = await graph.activation(invoices, failed, mapping=False)
+
+        missing = await graph.consumer("missing")
+        await graph.connection(missing, stripe)
+        missing_activation = await graph.activation(invoices, missing)
+
+        unmapped = await graph.consumer("unmapped")
+        await graph.connection(unmapped, stripe)
+        await graph.connection(unmapped, quickbooks)
+        unmapped_activation = await graph.activation(invoices, unmapped, mapping=False, configuration=False)
+
+        unconfigured = await graph.consumer("unconfigured")
+        await graph.connection(unconfigured, stripe)
+        await graph.connection(unconfigured, quickbooks)
+        unconfigured_activation = await graph.activation(invoices, unconfigured, configuration=False)
+
+        done = await graph.consumer("done")
+        await graph.connection(done, stripe)
+        await graph.connection(done, quickbooks)
+        done_activation = await graph.activation(invoices, done)
+
+        started = await graph.consumer("started")
+        await graph.connection(started, stripe)
+        await graph.connection(started, quickbooks)
+        started_activation = await graph.activation(invoices, started, connection=False)
+
+    ids = [
+        failed_activation.id,
+        missing_activation.id,
+        unmapped_activation.id,
+        unconfigured_activation.id,
+        done_activation.id,
+        started_activation.id,
+    ]
+    async with db.sessions() as session:
+        state = await queries.sync_activations_state(session, ids)
+
+    assert state == {
+        failed_activation.id: (
+            False,
+            Issue(IssueCode.CONNECTION_FAILED, quickbooks.id, "QuickBooks Online"),
+        ),
+        missing_activation.id: (
+            False,
+            Issue(IssueCode.NO_CONNECTION, quickbooks.id, "QuickBooks Online"),
+        ),
+        unmapped_activation.id: (False, Issue(IssueCode.MAPPING_INCOMPLETE)),
+        unconfigured_activation.id: (False, Issue(IssueCode.CONFIGURATION_INCOMPLETE)),
+        done_activation.id: (True, None),
+        started_activation.id: (False, Issue(IssueCode.NO_CONNECTION)),
+    }
+    assert [issue.message for _, issue in state.values() if issue] == [
+        "Connection failed (QuickBooks Online)",
+        "No connection: required connections are missing (QuickBooks Online)",
+        "Mapping incomplete: some mappings were not correctly set",
+        "Configuration incomplete: the sync was not activated",
+        "No connection: required connections are missing",
+    ]
+
+
+async def test_used_for_counts_uses_per_kind(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        jira = await graph.connector("jira", "Jira", "ticketing")
+        acme = await graph.consumer("acme")
+        connection = await graph.connection(acme, jira)
+        unused = await graph.connection(acme, jira, name="spare")
+        for index in range(4):
+            await graph.use(connection, "hypersync", f"Hypersync {index}")
+        await graph.use(connection, "livesync", "Policies folder")
+
+    async with db.sessions() as session:
+        used_for = await queries.used_for(session, [connection.id, unused.id])
+
+    assert used_for == {
+        connection.id: (UsedFor("livesync", "Cloud files", 1), UsedFor("hypersync", "Hypersyncs", 4)),
+        unused.id: (),
+    }
+    assert [str(entry) for entry in used_for[connection.id]] == ["Cloud files (1)", "Hypersyncs (4)"]
+
+
+async def test_instance_health_three_of_four_healthy(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        jira = await graph.connector("jira")
+        acme = await graph.consumer("acme")
+        connection = await graph.connection(acme, jira)
+        no_uses = await graph.connection(acme, jira, name="no uses")
+        for index in range(3):
+            await graph.use(connection, "hypersync", f"Hypersync {index}")
+        await graph.use(connection, "hypersync", "Missing resource", UseStatus.FAILED)
+
+    async with db.sessions() as session:
+        health = await queries.instance_health(session, [connection.id, no_uses.id])
+
+    assert health == {connection.id: InstanceHealth(healthy=3, failed=1), no_uses.id: InstanceHealth()}
+    assert (health[connection.id].total, health[connection.id].status) == (4, Health.DEGRADED)
+    assert health[no_uses.id].status is Health.UNKNOWN
+
+
+def test_instance_health_rollup() -> None:
+    assert InstanceHealth(healthy=2).status is Health.HEALTHY
+    assert InstanceHealth(healthy=2, unknown=1).status is Health.HEALTHY
+    assert InstanceHealth(failed=2).status is Health.DOWN
+    assert InstanceHealth(healthy=1, failed=1).status is Health.DEGRADED
+    assert InstanceHealth(unknown=3).status is Health.UNKNOWN
