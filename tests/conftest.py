@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -108,9 +108,8 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No HEALTHGRAPH_* variable from the developer's shell leaks into a test."""
     for key in list(os.environ):
         if key.startswith("HEALTHGRAPH_") and not key.startswith("HEALTHGRAPH_TEST_"):
             monkeypatch.delenv(key)
-    yield

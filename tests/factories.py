@@ -19,7 +19,11 @@ from store.models import (
     UseRow,
 )
 
-SEED_USE_KINDS = {"hypersync": "Hypersyncs", "task_integration": "Task integrations", "livesync": "Cloud files"}
+SEED_USE_KINDS = {
+    "hypersync": "Hypersyncs",
+    "task_integration": "Task integrations",
+    "livesync": "Cloud files",
+}
 
 
 class GraphFactory:
@@ -39,7 +43,9 @@ class GraphFactory:
             await self.session.flush()
             self._kinds_added = True
 
-    async def connector(self, slug: str, name: str | None = None, category: str = "accounting") -> ConnectorRow:
+    async def connector(
+        self, slug: str, name: str | None = None, category: str = "accounting"
+    ) -> ConnectorRow:
         row = ConnectorRow(
             slug=slug,
             name=name or slug.title(),
@@ -71,7 +77,9 @@ class GraphFactory:
             state=state,
             status=status,
             direction=direction,
-            last_checked_at=datetime(2026, 11, 1, tzinfo=UTC) if status is not ConnectionStatus.UNKNOWN else None,
+            last_checked_at=datetime(2026, 11, 1, tzinfo=UTC)
+            if status is not ConnectionStatus.UNKNOWN
+            else None,
         )
         await self._add(row)
         return row
@@ -103,11 +111,17 @@ class GraphFactory:
         mapping: bool = True,
         configuration: bool = True,
     ) -> SyncActivationRow:
-        done = {SyncStep.CONNECTION: connection, SyncStep.MAPPING: mapping, SyncStep.CONFIGURATION: configuration}
+        done = {
+            SyncStep.CONNECTION: connection,
+            SyncStep.MAPPING: mapping,
+            SyncStep.CONFIGURATION: configuration,
+        }
         row = SyncActivationRow(
             sync_id=sync.id,
             consumer_id=consumer.id,
-            steps=[SyncActivationStepRow(step=step, complete=value) for step, value in done.items()],
+            steps=[
+                SyncActivationStepRow(step=step, complete=value) for step, value in done.items()
+            ],
         )
         await self._add(row)
         return row

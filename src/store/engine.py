@@ -27,21 +27,21 @@ def async_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseUrlError(url, "not a URL") from exc
-    backend = parsed.get_backend_name()
+    # Split the name ourselves: asking SQLAlchemy for the driver would import the dialect.
+    backend, _, driver = parsed.drivername.partition("+")
     if backend == "postgres":
         backend = "postgresql"
     if backend not in _ASYNC_DRIVERS:
         raise DatabaseUrlError(url, f"unsupported database {backend!r}")
-    driver = parsed.get_driver_name()
-    if backend == "sqlite" and driver not in ("pysqlite", "aiosqlite"):
+    if backend == "sqlite" and driver not in ("", "pysqlite", "aiosqlite"):
         raise DatabaseUrlError(url, f"unsupported SQLite driver {driver!r}")
     if backend == "sqlite" and not parsed.database:
         raise DatabaseUrlError(url, "an in-memory SQLite database is not shared; name a file")
     return parsed.set(drivername=_ASYNC_DRIVERS[backend])
 
 
-def is_sqlite(url: str | URL) -> bool:
-    return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
+def is_sqlite(url: str) -> bool:
+    return async_url(url).drivername.startswith("sqlite")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -482,7 +482,9 @@ async def overview(
 
     consumers_total, consumers_active = (
         await session.execute(
-            select(func.count(), _count_where(derived.consumer_is_active())).where(*consumer_scope)
+            select(func.count(), _count_where(derived.consumer_is_active()))
+            .select_from(ConsumerRow)
+            .where(*consumer_scope)
         )
     ).one()
 

@@ -33,7 +33,9 @@ async def test_consumer_with_active_and_failed_connection_is_active_and_shows_co
         issues = await queries.consumer_issues(session, [acme.id])
 
     assert active == {acme.id: True}
-    assert issues == {acme.id: (Issue(IssueCode.CONNECTION_FAILED, quickbooks.id, "QuickBooks Online"),)}
+    assert issues == {
+        acme.id: (Issue(IssueCode.CONNECTION_FAILED, quickbooks.id, "QuickBooks Online"),)
+    }
     assert issues[acme.id][0].message == "Connection failed (QuickBooks Online)"
 
 
@@ -74,7 +76,11 @@ async def test_consumer_without_connection_shows_nothing_and_is_inactive(db: Dat
         issues = await queries.consumer_issues(session, ids)
         active = await queries.consumers_active(session, ids)
 
-    assert issues == {lonely.id: (Issue(IssueCode.NOTHING),), pending_only.id: (), disabled_failure.id: ()}
+    assert issues == {
+        lonely.id: (Issue(IssueCode.NOTHING),),
+        pending_only.id: (),
+        disabled_failure.id: (),
+    }
     assert issues[lonely.id][0].message == "Nothing: no connection process was initiated"
     assert active == {lonely.id: False, pending_only.id: False, disabled_failure.id: False}
 
@@ -98,12 +104,16 @@ async def test_the_four_sync_issues_and_an_active_activation(db: Database) -> No
         unmapped = await graph.consumer("unmapped")
         await graph.connection(unmapped, stripe)
         await graph.connection(unmapped, quickbooks)
-        unmapped_activation = await graph.activation(invoices, unmapped, mapping=False, configuration=False)
+        unmapped_activation = await graph.activation(
+            invoices, unmapped, mapping=False, configuration=False
+        )
 
         unconfigured = await graph.consumer("unconfigured")
         await graph.connection(unconfigured, stripe)
         await graph.connection(unconfigured, quickbooks)
-        unconfigured_activation = await graph.activation(invoices, unconfigured, configuration=False)
+        unconfigured_activation = await graph.activation(
+            invoices, unconfigured, configuration=False
+        )
 
         done = await graph.consumer("done")
         await graph.connection(done, stripe)
@@ -164,10 +174,16 @@ async def test_used_for_counts_uses_per_kind(db: Database) -> None:
         used_for = await queries.used_for(session, [connection.id, unused.id])
 
     assert used_for == {
-        connection.id: (UsedFor("livesync", "Cloud files", 1), UsedFor("hypersync", "Hypersyncs", 4)),
+        connection.id: (
+            UsedFor("livesync", "Cloud files", 1),
+            UsedFor("hypersync", "Hypersyncs", 4),
+        ),
         unused.id: (),
     }
-    assert [str(entry) for entry in used_for[connection.id]] == ["Cloud files (1)", "Hypersyncs (4)"]
+    assert [str(entry) for entry in used_for[connection.id]] == [
+        "Cloud files (1)",
+        "Hypersyncs (4)",
+    ]
 
 
 async def test_instance_health_three_of_four_healthy(db: Database) -> None:
@@ -184,7 +200,10 @@ async def test_instance_health_three_of_four_healthy(db: Database) -> None:
     async with db.sessions() as session:
         health = await queries.instance_health(session, [connection.id, no_uses.id])
 
-    assert health == {connection.id: InstanceHealth(healthy=3, failed=1), no_uses.id: InstanceHealth()}
+    assert health == {
+        connection.id: InstanceHealth(healthy=3, failed=1),
+        no_uses.id: InstanceHealth(),
+    }
     assert (health[connection.id].total, health[connection.id].status) == (4, Health.DEGRADED)
     assert health[no_uses.id].status is Health.UNKNOWN
 
