@@ -101,7 +101,7 @@ class _Reader:
         self.problems: list[str] = []
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{self.source}: {path}: {message}")
+        self.problems.append(f"{self.source}: {path or '(top level)'}: {message}")
 
     def mapping(
         self, value: object, path: str, required: Iterable[str], optional: Iterable[str]
@@ -113,10 +113,10 @@ class _Reader:
         for key in value:
             if key not in required and key not in optional:
                 allowed = ", ".join((*required, *optional))
-                self.problem(f"{path}.{key}", f"unknown key; expected one of {allowed}")
+                self.problem(_join(path, key), f"unknown key; expected one of {allowed}")
         for key in required:
             if key not in value:
-                self.problem(f"{path}.{key}", "is required")
+                self.problem(_join(path, key), "is required")
         return value
 
     def sequence(self, mapping: Mapping[str, Any], key: str, path: str) -> list[Any]:
@@ -181,6 +181,10 @@ class _Reader:
         return dict(value)
 
 
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
 def _type_name(value: object) -> str:
     names = {
         dict: "a mapping",
@@ -217,7 +221,7 @@ def parse_catalog(text: str, source: str) -> CatalogSpec:
     if document is None:
         document = {}
     top = reader.mapping(
-        document, "(top level)", (), ("use_kinds", "connectors", "consumers", "syncs")
+        document, "", (), ("use_kinds", "connectors", "consumers", "syncs")
     )
     if top is None:
         raise CatalogError(reader.problems)
