@@ -43,7 +43,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
     port: int = 8000
-    secret_keys: tuple[str, ...] = ()
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     allow_targets: tuple[str, ...] = ()
     anonymous_read: bool = False
     graphiql: bool = True

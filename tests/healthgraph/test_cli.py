@@ -1,0 +1,200 @@
+"""The `healthgraph` command as a user runs it: a real process, its output and exit status."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.healthgraph.test_catalog import BASE
+from tests.servers import free_port
+
+
+def healthgraph(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHGRAPH_")}
+    full_env.update(env, HEALTHGRAPH_LOG_LEVEL="WARNING")
+    return subprocess.run(
+        [sys.executable, "-m", "healthgraph.cli", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    return {"HEALTHGRAPH_DATABASE_URL": f"sqlite:///{tmp_path}/hg.db"}
+
+
+def test_apply_twice_then_export(tmp_path: Path, sqlite_env: dict[str, str]) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(BASE)
+
+    first = healthgraph("apply", str(catalog), env=sqlite_env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == f"{catalog}: 13 created, 0 updated, 0 deleted"
+
+    second = healthgraph("apply", str(catalog), env=sqlite_env, cwd=tmp_path)
+    assert (second.returncode, second.stdout) == (0, f"{catalog}: no changes\n")
+
+    exported = healthgraph("export", env=sqlite_env, cwd=tmp_path)
+    assert exported.returncode == 0
+    assert exported.stdout.startswith("use_kinds:\n- kind: hypersync\n  label: Hypersyncs\n")
+    (tmp_path / "exported.yaml").write_text(exported.stdout)
+    again = healthgraph(
+        "apply", "--prune", str(tmp_path / "exported.yaml"), env=sqlite_env, cwd=tmp_path
+    )
+    assert (again.returncode, again.stdout.splitlines()[-1]) == (
+        0,
+        f"{tmp_path / 'exported.yaml'}: no changes",
+    )
+
+
+def test_dry_run_reports_and_writes_nothing(tmp_path: Path, sqlite_env: dict[str, str]) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(BASE)
+    dry = healthgraph("apply", "--dry-run", str(catalog), env=sqlite_env, cwd=tmp_path)
+    assert dry.returncode == 0
+    assert dry.stdout.splitlines()[0] == "created use kind 'hypersync'"
+    assert (
+        dry.stdout.splitlines()[-1]
+        == f"{catalog}: 13 created, 0 updated, 0 deleted (dry run: nothing written)"
+    )
+    exported = healthgraph("export", env=sqlite_env, cwd=tmp_path)
+    assert exported.stdout == "use_kinds: []\nconnectors: []\nconsumers: []\nsyncs: []\n"
+
+
+def test_invalid_file_exits_2_names_every_problem_and_writes_nothing(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        BASE.replace("connector: drive", "connector: dropbox").replace(
+            "check_interval_seconds: 60", "check_interval_seconds: -5"
+        )
+    )
+    result = healthgraph("apply", str(catalog), env=sqlite_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"healthgraph: {catalog}: consumers[0].connections[0].check_interval_seconds: -5 is out of range; use 1..86400\n"
+    )
+    result = healthgraph(
+        "apply", str(BASE_WITH_UNKNOWN_CONNECTOR(tmp_path)), env=sqlite_env, cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert "unknown connector 'dropbox'; define it under connectors" in result.stderr
+    assert "Traceback" not in result.stderr
+    exported = healthgraph("export", env=sqlite_env, cwd=tmp_path)
+    assert exported.stdout == "use_kinds: []\nconnectors: []\nconsumers: []\nsyncs: []\n"
+
+    missing = healthgraph("apply", str(tmp_path / "nope.yaml"), env=sqlite_env, cwd=tmp_path)
+    assert (missing.returncode, missing.stderr) == (
+        2,
+        f"healthgraph: {tmp_path / 'nope.yaml'}: cannot read the file (No such file or directory)\n",
+    )
+
+
+def BASE_WITH_UNKNOWN_CONNECTOR(tmp_path: Path) -> Path:  # noqa: N802
+    path = tmp_path / "unknown-connector.yaml"
+    path.write_text(BASE.replace("connector: drive", "connector: dropbox"))
+    return path
+
+
+def test_bad_settings_and_usage_exit_2(tmp_path: Path) -> None:
+    bad_port = healthgraph("export", env={"HEALTHGRAPH_PORT": "eighty"}, cwd=tmp_path)
+    assert (bad_port.returncode, bad_port.stderr) == (
+        2,
+        "healthgraph: HEALTHGRAPH_PORT: expected a port number 1..65535 (got 'eighty')\n",
+    )
+    usage = healthgraph("frobnicate", env={}, cwd=tmp_path)
+    assert usage.returncode == 2
+    assert "invalid choice: 'frobnicate'" in usage.stderr
+
+
+def test_unreachable_database_exits_1_without_a_traceback(tmp_path: Path) -> None:
+    result = healthgraph(
+        "export",
+        env={"HEALTHGRAPH_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/x"},
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("healthgraph: cannot reach the database: ")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    url = await create_postgres_database()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+def test_postgresql_needs_db_upgrade_first(tmp_path: Path, postgres_url: str) -> None:
+    env = {"HEALTHGRAPH_DATABASE_URL": postgres_url}
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(BASE)
+
+    refused = healthgraph("apply", str(catalog), env=env, cwd=tmp_path)
+    assert (refused.returncode, refused.stderr) == (
+        2,
+        "healthgraph: the database schema is at revision (empty), this version needs 0001; "
+        "run `healthgraph db upgrade` first\n",
+    )
+    upgraded = healthgraph("db", "upgrade", env=env, cwd=tmp_path)
+    assert (upgraded.returncode, upgraded.stdout) == (
+        0,
+        "database schema upgraded from (empty) to 0001\n",
+    )
+    current = healthgraph("db", "upgrade", env=env, cwd=tmp_path)
+    assert (current.returncode, current.stdout) == (
+        0,
+        "database schema is current (revision 0001)\n",
+    )
+    applied = healthgraph("apply", str(catalog), env=env, cwd=tmp_path)
+    assert (applied.returncode, applied.stdout.splitlines()[-1]) == (
+        0,
+        f"{catalog}: 13 created, 0 updated, 0 deleted",
+    )
+
+
+def test_serve_demo_answers_healthz_promptly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHGRAPH_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "healthgraph.cli", "serve", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = time.monotonic()
+        healthz = None
+        while time.monotonic() - started < 30 and process.poll() is None:
+            try:
+                healthz = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert healthz is not None, process.stderr.read() if process.stderr else ""
+        assert (healthz.status_code, healthz.json()) == (200, {"status": "ok"})
+        readyz = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert readyz.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert (tmp_path / "healthgraph.db").exists()
