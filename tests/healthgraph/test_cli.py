@@ -89,9 +89,9 @@ def test_invalid_file_exits_2_names_every_problem_and_writes_nothing(
     assert result.stderr == (
         f"healthgraph: {catalog}: consumers[0].connections[0].check_interval_seconds: -5 is out of range; use 1..86400\n"
     )
-    result = healthgraph(
-        "apply", str(BASE_WITH_UNKNOWN_CONNECTOR(tmp_path)), env=sqlite_env, cwd=tmp_path
-    )
+    # Shape problems come first; references are checked once the shape is right.
+    catalog.write_text(BASE.replace("connector: drive", "connector: dropbox"))
+    result = healthgraph("apply", str(catalog), env=sqlite_env, cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown connector 'dropbox'; define it under connectors" in result.stderr
     assert "Traceback" not in result.stderr
@@ -103,12 +103,6 @@ def test_invalid_file_exits_2_names_every_problem_and_writes_nothing(
         2,
         f"healthgraph: {tmp_path / 'nope.yaml'}: cannot read the file (No such file or directory)\n",
     )
-
-
-def BASE_WITH_UNKNOWN_CONNECTOR(tmp_path: Path) -> Path:  # noqa: N802
-    path = tmp_path / "unknown-connector.yaml"
-    path.write_text(BASE.replace("connector: drive", "connector: dropbox"))
-    return path
 
 
 def test_bad_settings_and_usage_exit_2(tmp_path: Path) -> None:

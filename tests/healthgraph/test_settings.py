@@ -129,7 +129,7 @@ def test_embedded_key_file_is_generated_once_with_mode_0600(
 
 def test_postgresql_needs_explicit_keys() -> None:
     with pytest.raises(
-        SettingsError, match="^HEALTHGRAPH_SECRET_KEYS: is required with PostgreSQL"
+        SettingsError, match=r"^HEALTHGRAPH_SECRET_KEYS: is required with PostgreSQL"
     ):
         load_settings({"HEALTHGRAPH_DATABASE_URL": "postgresql://db/hg"}).key_ring()
     key = generate_key()
