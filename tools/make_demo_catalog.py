@@ -1,4 +1,4 @@
-"""Regenerate src/healthgraph/demo/catalog.yaml (deterministic). Run: python tools/make_demo_catalog.py"""
+"""Regenerate src/healthgraph/demo/catalog.yaml, deterministically: python tools/make_demo_catalog.py"""
 
 from __future__ import annotations
 
@@ -18,15 +18,39 @@ CONNECTORS = [
     ("salesforce", "Salesforce", "crm"),
 ]
 COMPANIES = [
-    "Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", "Wayne Enterprises",
-    "Wonka Industries", "Tyrell Corp", "Cyberdyne", "Soylent", "Aperture Science", "Black Mesa",
-    "Vandelay Industries", "Pied Piper", "Dunder Mifflin", "Gringotts", "Oceanic Airlines",
-    "Monarch Solutions", "Nakatomi Trading", "Sirius Cybernetics", "Blue Sun", "Weyland-Yutani",
-    "Massive Dynamic", "Prestige Worldwide",
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Wonka Industries",
+    "Tyrell Corp",
+    "Cyberdyne",
+    "Soylent",
+    "Aperture Science",
+    "Black Mesa",
+    "Vandelay Industries",
+    "Pied Piper",
+    "Dunder Mifflin",
+    "Gringotts",
+    "Oceanic Airlines",
+    "Monarch Solutions",
+    "Nakatomi Trading",
+    "Sirius Cybernetics",
+    "Blue Sun",
+    "Weyland-Yutani",
+    "Massive Dynamic",
+    "Prestige Worldwide",
 ]
 # Which demo endpoint a connection's heartbeat calls, by position: mostly healthy.
 BEHAVIOUR = ["healthy"] * 6 + ["failing", "slow", "flapping", "unauthorized"]
-USE_KINDS = [("hypersync", "Hypersyncs"), ("task_integration", "Task integrations"), ("livesync", "Cloud files")]
+USE_KINDS = [
+    ("hypersync", "Hypersyncs"),
+    ("task_integration", "Task integrations"),
+    ("livesync", "Cloud files"),
+]
 
 
 def slugify(name: str) -> str:
@@ -53,7 +77,11 @@ def main() -> None:
     n = 0
     for index, company in enumerate(COMPANIES):
         external_id = slugify(company)
-        consumer = {"external_id": external_id, "name": company, "email": f"ops@{external_id}.example"}
+        consumer = {
+            "external_id": external_id,
+            "name": company,
+            "email": f"ops@{external_id}.example",
+        }
         connections = []
         if index % 6 != 5:  # every sixth consumer never started a connection
             count = 2 + index % 2
@@ -76,11 +104,15 @@ def main() -> None:
                 if not inbound:
                     behaviour = BEHAVIOUR[n % len(BEHAVIOUR)]
                     if behaviour != "healthy":
-                        connection["heartbeat"] = {"url": f"{BASE}/demo/{behaviour}/{{external_id}}"}
+                        connection["heartbeat"] = {
+                            "url": f"{BASE}/demo/{behaviour}/{{external_id}}"
+                        }
                 uses = []
                 for k in range(n % 5):
                     kind = USE_KINDS[(n + k) % 3][0]
-                    uses.append({"kind": kind, "name": f"{connector_name} {kind.replace('_', ' ')} {k + 1}"})
+                    uses.append(
+                        {"kind": kind, "name": f"{connector_name} {kind.replace('_', ' ')} {k + 1}"}
+                    )
                 connection["uses"] = uses
                 connections.append(connection)
         consumer["connections"] = connections
