@@ -1,4 +1,4 @@
-"""Regenerate src/healthgraph/demo/catalog.yaml, deterministically: python tools/make_demo_catalog.py"""
+"""Regenerate src/healthgraph/demo/catalog.yaml: python tools/make_demo_catalog.py"""
 
 from __future__ import annotations
 
