@@ -220,9 +220,7 @@ def parse_catalog(text: str, source: str) -> CatalogSpec:
     reader = _Reader(source)
     if document is None:
         document = {}
-    top = reader.mapping(
-        document, "", (), ("use_kinds", "connectors", "consumers", "syncs")
-    )
+    top = reader.mapping(document, "", (), ("use_kinds", "connectors", "consumers", "syncs"))
     if top is None:
         raise CatalogError(reader.problems)
     spec = CatalogSpec(
