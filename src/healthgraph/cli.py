@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(
             level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        # Alembic narrates every step at INFO; open_database says what changed instead.
+        logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
         return _run(args, settings)
     except (HealthgraphError, StoreError) as exc:
         print(f"healthgraph: {exc}", file=sys.stderr)

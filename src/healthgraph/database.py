@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -9,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from healthgraph.errors import HealthgraphError
 from store.engine import create_engine, session_factory
 from store.migrate import current_revision, head_revision, upgrade_database
+
+log = logging.getLogger(__name__)
 
 
 class SchemaOutOfDateError(HealthgraphError):
@@ -37,7 +40,11 @@ async def open_database(url: str, *, upgrade_embedded: bool = True) -> Database:
     engine = create_engine(url)
     try:
         if upgrade_embedded and engine.dialect.name == "sqlite":
+            before = await current_revision(engine)
             await upgrade_database(engine)
+            after = await current_revision(engine)
+            if before != after:
+                log.info("database schema upgraded from %s to %s", before or "(empty)", after)
         else:
             current, head = await current_revision(engine), head_revision()
             if current != head:
