@@ -232,6 +232,12 @@ class InstanceHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class UseSummary:
+    used_for: tuple[UsedFor, ...] = ()
+    instance_health: InstanceHealth = InstanceHealth()
+
+
+@dataclass(frozen=True, slots=True)
 class Issue:
     """One entry of the issue column; names the connector for CONNECTION_FAILED/NO_CONNECTION."""
 

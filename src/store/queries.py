@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, cast, func, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from store import derived, domain, records
 from store.domain import (
@@ -423,47 +423,184 @@ async def sync_activations_state(
     return out
 
 
-async def used_for(
-    session: AsyncSession, connection_ids: Iterable[int]
-) -> dict[int, tuple[domain.UsedFor, ...]]:
-    """ "Hypersyncs (4)": uses per kind, per connection, ordered by label."""
-    wanted = set(connection_ids)
-    rows = await session.execute(
-        select(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, func.count())
-        .join(UseKindRow, UseKindRow.kind == UseRow.kind)
-        .where(UseRow.connection_id.in_(wanted))
-        .group_by(UseRow.connection_id, UseKindRow.kind, UseKindRow.label)
-        .order_by(UseRow.connection_id, UseKindRow.label)
-    )
-    out: dict[int, list[domain.UsedFor]] = {connection_id: [] for connection_id in wanted}
-    for connection_id, kind, label, count in rows:
-        out[connection_id].append(domain.UsedFor(kind=kind, label=label, count=int(count)))
-    return {connection_id: tuple(entries) for connection_id, entries in out.items()}
-
-
 def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-async def instance_health(
+async def use_summaries(
     session: AsyncSession, connection_ids: Iterable[int]
-) -> dict[int, domain.InstanceHealth]:
-    """How many uses of each connection are healthy, failed or unknown."""
+) -> dict[int, domain.UseSummary]:
+    """ "Used for" and instance health of each connection, from one GROUP BY."""
     wanted = set(connection_ids)
     rows = await session.execute(
-        select(
-            UseRow.connection_id,
-            _count_where(UseRow.status == UseStatus.HEALTHY),
-            _count_where(UseRow.status == UseStatus.FAILED),
-            _count_where(UseRow.status == UseStatus.UNKNOWN),
-        )
+        select(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, UseRow.status, func.count())
+        .join(UseKindRow, UseKindRow.kind == UseRow.kind)
         .where(UseRow.connection_id.in_(wanted))
-        .group_by(UseRow.connection_id)
+        .group_by(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, UseRow.status)
     )
-    out = {connection_id: domain.InstanceHealth() for connection_id in wanted}
-    for connection_id, healthy, failed, unknown in rows:
-        out[connection_id] = domain.InstanceHealth(int(healthy), int(failed), int(unknown))
+    kinds: dict[int, dict[tuple[str, str], int]] = {connection_id: {} for connection_id in wanted}
+    statuses: dict[int, dict[UseStatus, int]] = {
+        connection_id: defaultdict(int) for connection_id in wanted
+    }
+    for connection_id, kind, label, status, count in rows:
+        key = (kind, label)
+        kinds[connection_id][key] = kinds[connection_id].get(key, 0) + int(count)
+        statuses[connection_id][status] += int(count)
+    return {
+        connection_id: domain.UseSummary(
+            used_for=tuple(
+                domain.UsedFor(kind, label, count)
+                for (kind, label), count in sorted(
+                    kinds[connection_id].items(), key=lambda e: e[0][1]
+                )
+            ),
+            instance_health=domain.InstanceHealth(
+                healthy=statuses[connection_id][UseStatus.HEALTHY],
+                failed=statuses[connection_id][UseStatus.FAILED],
+                unknown=statuses[connection_id][UseStatus.UNKNOWN],
+            ),
+        )
+        for connection_id in wanted
+    }
+
+
+# --- nested lists: one statement for the pages of every parent ---------------------------------
+
+
+async def _pages_per_parent(
+    session: AsyncSession,
+    entity: Any,
+    parent_column: InstrumentedAttribute[int],
+    parent_ids: Iterable[int],
+    conditions: list[ColumnElement[bool]],
+    page: PageRequest,
+    *,
+    extra_columns: tuple[Any, ...] = (),
+    joins: tuple[Any, ...] = (),
+) -> dict[int, list[tuple[Any, ...]]]:
+    """The first `page.first + 1` rows of each parent (ROW_NUMBER per parent), keyed by parent.
+
+    One statement whatever the number of parents: a page of 200 consumers costs what 10 do.
+    """
+    wanted = set(parent_ids)
+    id_column = entity.id
+    rank = func.row_number().over(partition_by=parent_column, order_by=id_column).label("rank")
+    inner = select(entity, *extra_columns, rank)
+    for target, on in joins:
+        inner = inner.join(target, on)
+    inner = inner.where(parent_column.in_(wanted), *conditions)
+    if page.after_id is not None:
+        inner = inner.where(id_column > page.after_id)
+    ranked = inner.subquery()
+    row_alias = aliased(entity, ranked)
+    extras = [ranked.c[column.key] for column in extra_columns]
+    statement = (
+        select(row_alias, *extras)
+        .where(ranked.c.rank <= page.first + 1)
+        .order_by(ranked.c[parent_column.key], ranked.c.id)
+    )
+    out: dict[int, list[tuple[Any, ...]]] = {parent_id: [] for parent_id in wanted}
+    for row in await session.execute(statement):
+        out[getattr(row[0], parent_column.key)].append(tuple(row))
     return out
+
+
+async def _counts_per_parent(
+    session: AsyncSession,
+    parent_column: InstrumentedAttribute[int],
+    parent_ids: Iterable[int],
+    conditions: list[ColumnElement[bool]],
+) -> dict[int, int]:
+    wanted = set(parent_ids)
+    rows = await session.execute(
+        select(parent_column, func.count())
+        .where(parent_column.in_(wanted), *conditions)
+        .group_by(parent_column)
+    )
+    counts = {parent_id: 0 for parent_id in wanted}
+    counts.update({parent_id: int(count) for parent_id, count in rows})
+    return counts
+
+
+def _cut(
+    rows: dict[int, list[tuple[Any, ...]]], page: PageRequest, convert: Any
+) -> dict[int, Page[Any]]:
+    return {
+        parent_id: page_of([convert(*row) for row in parent_rows], page, lambda r: r.id)
+        for parent_id, parent_rows in rows.items()
+    }
+
+
+async def connections_per_parent(
+    session: AsyncSession,
+    parent: str,
+    parent_ids: Iterable[int],
+    f: ConnectionFilter,
+    page: PageRequest,
+) -> dict[int, Page[domain.Connection]]:
+    """Pages of connections per consumer (`parent="consumer"`) or per connector."""
+    column = ConnectionRow.consumer_id if parent == "consumer" else ConnectionRow.connector_id
+    rows = await _pages_per_parent(
+        session, ConnectionRow, column, parent_ids, connection_conditions(f), page
+    )
+    return _cut(rows, page, records.connection)
+
+
+async def count_connections_per_parent(
+    session: AsyncSession, parent: str, parent_ids: Iterable[int], f: ConnectionFilter
+) -> dict[int, int]:
+    column = ConnectionRow.consumer_id if parent == "consumer" else ConnectionRow.connector_id
+    return await _counts_per_parent(session, column, parent_ids, connection_conditions(f))
+
+
+async def uses_per_connection(
+    session: AsyncSession, connection_ids: Iterable[int], f: UseFilter, page: PageRequest
+) -> dict[int, Page[domain.Use]]:
+    rows = await _pages_per_parent(
+        session,
+        UseRow,
+        UseRow.connection_id,
+        connection_ids,
+        use_conditions(f),
+        page,
+        extra_columns=(UseKindRow.label,),
+        joins=((UseKindRow, UseKindRow.kind == UseRow.kind),),
+    )
+    return _cut(rows, page, records.use)
+
+
+async def count_uses_per_connection(
+    session: AsyncSession, connection_ids: Iterable[int], f: UseFilter
+) -> dict[int, int]:
+    return await _counts_per_parent(
+        session, UseRow.connection_id, connection_ids, use_conditions(f)
+    )
+
+
+async def activations_per_parent(
+    session: AsyncSession,
+    parent: str,
+    parent_ids: Iterable[int],
+    f: SyncActivationFilter,
+    page: PageRequest,
+) -> dict[int, Page[domain.SyncActivation]]:
+    """Pages of sync activations per consumer (`parent="consumer"`) or per sync."""
+    column = SyncActivationRow.consumer_id if parent == "consumer" else SyncActivationRow.sync_id
+    rows = await _pages_per_parent(
+        session, SyncActivationRow, column, parent_ids, sync_activation_conditions(f), page
+    )
+    return _cut(rows, page, records.sync_activation)
+
+
+async def count_activations_per_parent(
+    session: AsyncSession, parent: str, parent_ids: Iterable[int], f: SyncActivationFilter
+) -> dict[int, int]:
+    column = SyncActivationRow.consumer_id if parent == "consumer" else SyncActivationRow.sync_id
+    return await _counts_per_parent(session, column, parent_ids, sync_activation_conditions(f))
+
+
+async def count_checks(session: AsyncSession, connection_id: int) -> int:
+    return await _count(session, CheckRow, [CheckRow.connection_id == connection_id])
 
 
 # --- overview ---------------------------------------------------------------------------------

@@ -171,7 +171,8 @@ async def test_used_for_counts_uses_per_kind(db: Database) -> None:
         await graph.use(connection, "livesync", "Policies folder")
 
     async with db.sessions() as session:
-        used_for = await queries.used_for(session, [connection.id, unused.id])
+        summaries = await queries.use_summaries(session, [connection.id, unused.id])
+    used_for = {key: summary.used_for for key, summary in summaries.items()}
 
     assert used_for == {
         connection.id: (
@@ -198,7 +199,8 @@ async def test_instance_health_three_of_four_healthy(db: Database) -> None:
         await graph.use(connection, "hypersync", "Missing resource", UseStatus.FAILED)
 
     async with db.sessions() as session:
-        health = await queries.instance_health(session, [connection.id, no_uses.id])
+        summaries = await queries.use_summaries(session, [connection.id, no_uses.id])
+    health = {key: summary.instance_health for key, summary in summaries.items()}
 
     assert health == {
         connection.id: InstanceHealth(healthy=3, failed=1),

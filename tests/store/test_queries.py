@@ -384,3 +384,55 @@ async def test_overview_of_empty_database(db: Database) -> None:
     assert overview.consumers == overview.active_consumers == overview.active_syncs == 0
     assert overview.connections_by_status == StatusCounts()
     assert overview.connectors == overview.syncs == ()
+
+
+async def test_nested_pages_are_cut_per_parent_in_one_statement(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        jira = await graph.connector("jira")
+        consumers = [await graph.consumer(f"c{index}") for index in range(3)]
+        connections = {}
+        for index, consumer in enumerate(consumers):
+            for number in range(index * 2):
+                connection = await graph.connection(
+                    consumer, jira, name=f"{consumer.external_id}-{number}"
+                )
+                connections[connection.name] = connection
+                await graph.use(connection, "hypersync", f"use {number}")
+    consumer_ids = [c.id for c in consumers]
+
+    statements = _count_statements(db.engine)
+    async with db.sessions() as session:
+        pages = await queries.connections_per_parent(
+            session, "consumer", consumer_ids, ConnectionFilter(), PageRequest(first=3)
+        )
+        assert len(statements) == 1
+        counts = await queries.count_connections_per_parent(
+            session, "consumer", consumer_ids, ConnectionFilter()
+        )
+        following = await queries.connections_per_parent(
+            session,
+            "consumer",
+            [consumers[2].id],
+            ConnectionFilter(),
+            PageRequest(first=3, after=pages[consumers[2].id].end_cursor),
+        )
+        uses = await queries.uses_per_connection(
+            session,
+            [connections["c1-0"].id, connections["c2-3"].id],
+            UseFilter(),
+            PageRequest(first=5),
+        )
+
+    assert {cid: [c.name for c in page.items] for cid, page in pages.items()} == {
+        consumers[0].id: [],
+        consumers[1].id: ["c1-0", "c1-1"],
+        consumers[2].id: ["c2-0", "c2-1", "c2-2"],
+    }
+    assert [pages[c.id].has_next_page for c in consumers] == [False, False, True]
+    assert [c.name for c in following[consumers[2].id].items] == ["c2-3"]
+    assert counts == {consumers[0].id: 0, consumers[1].id: 2, consumers[2].id: 4}
+    assert {cid: [(u.name, u.kind_label) for u in page.items] for cid, page in uses.items()} == {
+        connections["c1-0"].id: [("use 0", "Hypersyncs")],
+        connections["c2-3"].id: [("use 3", "Hypersyncs")],
+    }
