@@ -1,0 +1,116 @@
+"""What a probe returns, and the credentials it presents."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from probes.errors import ProbeConfigError
+from probes.redact import MAX_ERROR_CHARS
+from store.domain import FailureReason
+
+CredentialKind = Literal["bearer", "basic", "header", "query"]
+CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "bearer": ("token",),
+    "basic": ("username", "password"),
+    "header": ("name", "value"),
+    "query": ("name", "value"),
+}
+# RFC 9110 token characters: anything else in a header name would let a value smuggle lines.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One heartbeat outcome. `error` is short, single-line and free of credentials."""
+
+    success: bool
+    checked_at: datetime
+    latency_ms: float
+    failure_reason: FailureReason | None
+    error: str | None
+    http_status: int | None = None
+    tls_cert_expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.checked_at.utcoffset() != timedelta(0):
+            raise ValueError("checked_at must be an aware UTC datetime")
+        if self.success != (self.failure_reason is None):
+            raise ValueError("a result has a failure_reason exactly when it is not a success")
+        if self.error is not None and len(self.error) > MAX_ERROR_CHARS:
+            raise ValueError(f"error must be at most {MAX_ERROR_CHARS} characters")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Credentials:
+    """How a probe authenticates: bearer token, basic auth, a custom header or a query parameter.
+
+    repr shows the kind and the header/parameter name, never a secret.
+    """
+
+    kind: CredentialKind
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    name: str | None = None
+    value: str | None = None
+
+    @classmethod
+    def from_secret(cls, secret: Mapping[str, Any]) -> Credentials:
+        """From the decrypted dict; ProbeConfigError names a bad field, never its value."""
+        kind = secret.get("kind")
+        if kind not in CREDENTIAL_FIELDS:
+            raise ProbeConfigError(
+                f"credentials kind {kind!r} is not one of {', '.join(CREDENTIAL_FIELDS)}"
+            )
+        values: dict[str, str] = {}
+        for name in CREDENTIAL_FIELDS[kind]:
+            value = secret.get(name)
+            if not isinstance(value, str) or not value:
+                raise ProbeConfigError(f"{kind} credentials need a non-empty string {name!r}")
+            if "\r" in value or "\n" in value:
+                raise ProbeConfigError(f"{kind} credentials: {name!r} must be a single line")
+            values[name] = value
+        if kind == "header" and not _HEADER_NAME.match(values["name"]):
+            raise ProbeConfigError(f"header credentials: {values['name']!r} is not a header name")
+        return cls(kind=kind, **values)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must never be shown, including the encoded Basic header."""
+        values = [v for v in (self.token, self.password, self.value) if v]
+        if self.kind == "basic":
+            values.append(self.basic_token())
+        return tuple(values)
+
+    def basic_token(self) -> str:
+        """base64("username:password"), as the Basic scheme sends it."""
+        pair = f"{self.username or ''}:{self.password or ''}"
+        return base64.b64encode(pair.encode()).decode("ascii")
+
+    def headers(self) -> dict[str, str]:
+        """Headers to send with one request."""
+        match self.kind:
+            case "bearer":
+                return {"Authorization": f"Bearer {self.token}"}
+            case "basic":
+                return {"Authorization": f"Basic {self.basic_token()}"}
+            case "header":
+                assert self.name is not None and self.value is not None
+                return {self.name: self.value}
+            case _:
+                return {}
+
+    def params(self) -> dict[str, str]:
+        """Query parameters to add to one request."""
+        if self.kind == "query":
+            assert self.name is not None and self.value is not None
+            return {self.name: self.value}
+        return {}
+
+    def __repr__(self) -> str:
+        shown = f", name={self.name!r}" if self.kind in ("header", "query") else ""
+        return f"Credentials(kind={self.kind!r}{shown}, secret=***)"
