@@ -1,1 +1,1 @@
-"""graphql_schema"""
+"""The health graph over GraphQL: Strawberry types, queries, mutations and subscriptions."""

@@ -12,12 +12,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
+from graphql_schema.context import Services
 from healthgraph.catalog.apply import apply_catalog
-from healthgraph.database import Database, open_database
+from healthgraph.database import Database, connect, ensure_schema
 from healthgraph.demo import demo_catalog
 from healthgraph.demo.endpoints import demo_routes
+from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
 from healthgraph.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,24 +46,41 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
-    """The app for `settings`; with `demo`, the demo catalog is applied at start-up."""
+    """The app for `settings`; with `demo`, the demo catalog is applied at start-up and
+    anonymous reads are allowed from this machine only."""
+    database = connect(settings.database_url)
+    services = Services()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = await open_database(settings.database_url)
-        app.state.database = database
-        app.state.settings = settings
         try:
+            await ensure_schema(database)
             if demo:
                 await load_demo(database, settings)
             yield
         finally:
             await database.close()
 
-    routes = [Route("/healthz", healthz), Route("/readyz", readyz)]
+    policy = AccessPolicy(anonymous_read=settings.anonymous_read, anonymous_read_loopback=demo)
+    graphql = Authenticated(
+        HealthgraphGraphQL(
+            database, services, graphiql=settings.graphiql, introspection=settings.introspection
+        ),
+        database,
+        policy,
+    )
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+    ]
     if demo:
         routes += demo_routes()
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.database = database
+    app.state.settings = settings
+    return app
 
 
 async def load_demo(database: Database, settings: Settings) -> None:

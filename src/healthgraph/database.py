@@ -32,24 +32,36 @@ class Database:
         await self.engine.dispose()
 
 
-async def open_database(url: str, *, upgrade_embedded: bool = True) -> Database:
-    """Open `url`; an embedded SQLite file is upgraded in place, PostgreSQL must be current.
+def connect(url: str) -> Database:
+    """An engine and session factory for `url`; nothing is connected until first use."""
+    engine = create_engine(url)
+    return Database(engine=engine, sessions=session_factory(engine))
+
+
+async def ensure_schema(database: Database, *, upgrade_embedded: bool = True) -> None:
+    """Upgrade an embedded SQLite file in place; require PostgreSQL to be current.
 
     PostgreSQL is shared by many processes, so only `healthgraph db upgrade` migrates it.
     """
-    engine = create_engine(url)
+    engine = database.engine
+    if upgrade_embedded and engine.dialect.name == "sqlite":
+        before = await current_revision(engine)
+        await upgrade_database(engine)
+        after = await current_revision(engine)
+        if before != after:
+            log.info("database schema upgraded from %s to %s", before or "(empty)", after)
+        return
+    current, head = await current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDateError(current, head)
+
+
+async def open_database(url: str, *, upgrade_embedded: bool = True) -> Database:
+    """`connect` and `ensure_schema` in one step."""
+    database = connect(url)
     try:
-        if upgrade_embedded and engine.dialect.name == "sqlite":
-            before = await current_revision(engine)
-            await upgrade_database(engine)
-            after = await current_revision(engine)
-            if before != after:
-                log.info("database schema upgraded from %s to %s", before or "(empty)", after)
-        else:
-            current, head = await current_revision(engine), head_revision()
-            if current != head:
-                raise SchemaOutOfDateError(current, head)
+        await ensure_schema(database, upgrade_embedded=upgrade_embedded)
     except BaseException:
-        await engine.dispose()
+        await database.close()
         raise
-    return Database(engine=engine, sessions=session_factory(engine))
+    return database

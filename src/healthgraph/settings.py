@@ -33,6 +33,7 @@ _KEYS = (
     "ALLOW_TARGETS",
     "ANONYMOUS_READ",
     "GRAPHIQL",
+    "INTROSPECTION",
     "METRICS_TOKEN",
     "LOG_LEVEL",
 )
@@ -47,6 +48,7 @@ class Settings:
     allow_targets: tuple[str, ...] = ()
     anonymous_read: bool = False
     graphiql: bool = True
+    introspection: bool = True
     metrics_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
 
@@ -189,7 +191,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if "ALLOW_TARGETS" in raw:
         key = f"{PREFIX}ALLOW_TARGETS"
         values["allow_targets"] = tuple(_allow_target(key, e) for e in _list(raw["ALLOW_TARGETS"]))
-    for short in ("ANONYMOUS_READ", "GRAPHIQL"):
+    for short in ("ANONYMOUS_READ", "GRAPHIQL", "INTROSPECTION"):
         if short in raw:
             values[short.lower()] = _bool(f"{PREFIX}{short}", raw[short])
     if raw.get("METRICS_TOKEN"):

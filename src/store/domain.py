@@ -231,6 +231,19 @@ class InstanceHealth:
         return Health.UNKNOWN
 
 
+def health_rollup(total: int, failed: int, unknown: int, with_failing_uses: int) -> Health:
+    """Health of a group of connections (a consumer's, a connector's) from their counts."""
+    if total == 0:
+        return Health.UNKNOWN
+    if failed == total:
+        return Health.DOWN
+    if failed or with_failing_uses:
+        return Health.DEGRADED
+    if unknown == total:
+        return Health.UNKNOWN
+    return Health.HEALTHY
+
+
 @dataclass(frozen=True, slots=True)
 class UseSummary:
     used_for: tuple[UsedFor, ...] = ()

@@ -28,6 +28,7 @@ class ConsumerFilter:
 
 @dataclass(frozen=True, slots=True)
 class ConnectorFilter:
+    connector_ids: tuple[int, ...] | None = None
     categories: tuple[str, ...] | None = None
     # Tenant boundary: only connectors that these consumers have connections to.
     consumer_ids: tuple[int, ...] | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, cast, func, null, or_, select
@@ -95,7 +96,7 @@ def consumer_conditions(f: ConsumerFilter) -> list[ColumnElement[bool]]:
 
 
 def connector_conditions(f: ConnectorFilter) -> list[ColumnElement[bool]]:
-    conditions = _in(ConnectorRow.category, f.categories)
+    conditions = [*_in(ConnectorRow.id, f.connector_ids), *_in(ConnectorRow.category, f.categories)]
     if f.consumer_ids is not None:
         conditions.append(
             select(ConnectionRow.id)
@@ -464,6 +465,80 @@ async def use_summaries(
     }
 
 
+async def _health_per_parent(
+    session: AsyncSession,
+    parent_column: InstrumentedAttribute[int],
+    parent_ids: Iterable[int],
+    consumer_ids: tuple[int, ...] | None,
+) -> dict[int, domain.Health]:
+    wanted = set(parent_ids)
+    failing_use = (
+        select(UseRow.id)
+        .where(UseRow.connection_id == ConnectionRow.id, UseRow.status == UseStatus.FAILED)
+        .exists()
+    )
+    failed = derived.connection_is_failed()
+    rows = await session.execute(
+        select(
+            parent_column,
+            func.count(),
+            _count_where(failed),
+            _count_where(and_(~failed, ConnectionRow.status == ConnectionStatus.UNKNOWN)),
+            _count_where(failing_use),
+        )
+        .where(
+            parent_column.in_(wanted),
+            ConnectionRow.state != ConnectionState.DISABLED,
+            *_in(ConnectionRow.consumer_id, consumer_ids),
+        )
+        .group_by(parent_column)
+    )
+    health = {parent_id: domain.Health.UNKNOWN for parent_id in wanted}
+    for parent_id, total, failed_count, unknown, with_failing_uses in rows:
+        health[parent_id] = domain.health_rollup(
+            int(total), int(failed_count), int(unknown), int(with_failing_uses)
+        )
+    return health
+
+
+async def consumer_health(
+    session: AsyncSession, consumer_ids: Iterable[int]
+) -> dict[int, domain.Health]:
+    """Rollup over each consumer's connections (disabled ones left out)."""
+    return await _health_per_parent(session, ConnectionRow.consumer_id, consumer_ids, None)
+
+
+async def connector_health(
+    session: AsyncSession, connector_ids: Iterable[int], consumer_ids: tuple[int, ...] | None = None
+) -> dict[int, domain.Health]:
+    """Rollup over each connector's connections, optionally only those of some consumers."""
+    return await _health_per_parent(
+        session, ConnectionRow.connector_id, connector_ids, consumer_ids
+    )
+
+
+async def sync_activation_counts(
+    session: AsyncSession, sync_ids: Iterable[int], consumer_ids: tuple[int, ...] | None = None
+) -> dict[int, tuple[int, int]]:
+    """(activations, active activations) per sync."""
+    wanted = set(sync_ids)
+    rows = await session.execute(
+        select(
+            SyncActivationRow.sync_id,
+            func.count(),
+            _count_where(derived.activation_is_active()),
+        )
+        .where(
+            SyncActivationRow.sync_id.in_(wanted),
+            *_in(SyncActivationRow.consumer_id, consumer_ids),
+        )
+        .group_by(SyncActivationRow.sync_id)
+    )
+    counts = {sync_id: (0, 0) for sync_id in wanted}
+    counts.update({sync_id: (int(total), int(active)) for sync_id, total, active in rows})
+    return counts
+
+
 # --- nested lists: one statement for the pages of every parent ---------------------------------
 
 
@@ -597,6 +672,19 @@ async def count_activations_per_parent(
 ) -> dict[int, int]:
     column = SyncActivationRow.consumer_id if parent == "consumer" else SyncActivationRow.sync_id
     return await _counts_per_parent(session, column, parent_ids, sync_activation_conditions(f))
+
+
+async def uptime(session: AsyncSession, connection_id: int, window_seconds: int) -> float | None:
+    """Share of successful checks in the last `window_seconds`; None when there were none."""
+    since = datetime.now(UTC) - timedelta(seconds=window_seconds)
+    total, successes = (
+        await session.execute(
+            select(func.count(), _count_where(CheckRow.success.is_(True))).where(
+                CheckRow.connection_id == connection_id, CheckRow.checked_at >= since
+            )
+        )
+    ).one()
+    return int(successes) / int(total) if total else None
 
 
 async def count_checks(session: AsyncSession, connection_id: int) -> int:

@@ -22,6 +22,7 @@ def test_defaults() -> None:
         allow_targets=(),
         anonymous_read=False,
         graphiql=True,
+        introspection=True,
         metrics_token=None,
         log_level="INFO",
     )
@@ -103,7 +104,7 @@ def test_a_bad_file_is_named(tmp_path: Path) -> None:
         load_settings({"HEALTHGRAPH_CONFIG": str(config)})
     assert str(caught.value) == (
         f"{config}: colour: unknown setting; expected one of database_url, host, port, secret_keys, "
-        "allow_targets, anonymous_read, graphiql, metrics_token, log_level"
+        "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level"
     )
     config.write_text("[not, a, mapping]\n")
     with pytest.raises(SettingsError, match="must hold a mapping of setting: value"):

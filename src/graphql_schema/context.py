@@ -1,0 +1,97 @@
+"""Per-request state: who is asking, one database session, and the DataLoaders over it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from graphql_schema.errors import PermissionDeniedError
+from store.domain import TokenScope
+
+if TYPE_CHECKING:
+    from graphql_schema.loaders import Loaders
+
+T = TypeVar("T")
+
+_RANK = {TokenScope.READ: 0, TokenScope.WRITE: 1, TokenScope.ADMIN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking: a token's scope, and the one consumer it is limited to, if any."""
+
+    scope: TokenScope = TokenScope.READ
+    consumer_id: int | None = None
+    anonymous: bool = False
+
+    def require(self, needed: TokenScope) -> None:
+        if _RANK[self.scope] < _RANK[needed]:
+            raise PermissionDeniedError(needed.value.lower())
+
+    def consumers(self, requested: tuple[int, ...] | None = None) -> tuple[int, ...] | None:
+        """The consumer restriction to apply: the request's, narrowed to the token's tenant."""
+        if self.consumer_id is None:
+            return requested
+        if requested is None:
+            return (self.consumer_id,)
+        return tuple(c for c in requested if c == self.consumer_id)
+
+    def sees_consumer(self, consumer_id: int) -> bool:
+        return self.consumer_id is None or self.consumer_id == consumer_id
+
+
+@dataclass
+class Services:
+    """What the composition root lends the schema (filled in by `healthgraph.app`)."""
+
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class GraphQLContext:
+    """One per request. Resolvers read through `read()`, which serialises use of the session:
+    an AsyncSession runs one statement at a time, while DataLoaders dispatch concurrently."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        viewer: Viewer,
+        services: Services | None = None,
+    ) -> None:
+        from graphql_schema.loaders import Loaders
+
+        self.sessions = sessions
+        self.viewer = viewer
+        self.services = services or Services()
+        self._session: AsyncSession | None = None
+        self._lock = asyncio.Lock()
+        self.loaders: Loaders = Loaders(self)
+
+    async def read(self, query: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with self._lock:
+            if self._session is None:
+                self._session = self.sessions()
+            return await query(self._session)
+
+    async def write(self, command: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `command` in its own transaction; later reads see what it wrote."""
+        async with self._lock:
+            await self._end_read()
+            async with self.sessions.begin() as session:
+                result = await command(session)
+        from graphql_schema.loaders import Loaders
+
+        self.loaders = Loaders(self)
+        return result
+
+    async def _end_read(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._end_read()

@@ -1,0 +1,18 @@
+"""The domain enums, exposed once under their GraphQL names."""
+
+from __future__ import annotations
+
+import strawberry
+
+from store import domain
+
+ConnectionState = strawberry.enum(domain.ConnectionState, name="ConnectionState")
+ConnectionStatus = strawberry.enum(domain.ConnectionStatus, name="ConnectionStatus")
+Direction = strawberry.enum(domain.Direction, name="Direction")
+UseStatus = strawberry.enum(domain.UseStatus, name="UseStatus")
+Health = strawberry.enum(domain.Health, name="Health")
+SyncStep = strawberry.enum(domain.SyncStep, name="SyncStep")
+FailureReason = strawberry.enum(domain.FailureReason, name="FailureReason")
+IssueCode = strawberry.enum(domain.IssueCode, name="IssueCode")
+ProbeKind = strawberry.enum(domain.ProbeKind, name="ProbeKind")
+TokenScope = strawberry.enum(domain.TokenScope, name="TokenScope")

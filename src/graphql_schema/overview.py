@@ -1,0 +1,90 @@
+"""The overview page of seed 2 as one object: every figure from a handful of statements."""
+
+from __future__ import annotations
+
+import strawberry
+
+from graphql_schema.types import Connector, Sync
+from store import domain
+
+
+@strawberry.type
+class StatusCounts:
+    connected: int
+    connection_failure: int
+    unknown: int
+
+
+@strawberry.type
+class ConnectorUsage:
+    connector: Connector
+    active_connections: int
+    pending_connections: int
+    failed_connections: int
+
+
+@strawberry.type
+class StepFunnelEntry:
+    step: domain.SyncStep
+    complete: int
+    incomplete: int
+
+
+@strawberry.type
+class SyncUsage:
+    sync: Sync
+    activations: int
+    active_activations: int
+    activation_rate: float
+    step_funnel: list[StepFunnelEntry]
+
+
+@strawberry.type
+class Overview:
+    consumers: int
+    active_consumers: int = strawberry.field(description="Consumers with an ACTIVE connection.")
+    active_connections: int
+    pending_connections: int = strawberry.field(description="Initiated but not finished.")
+    failed_connections: int = strawberry.field(description="Failed to authenticate.")
+    connections_by_status: StatusCounts
+    connectors: list[ConnectorUsage]
+    active_syncs: int = strawberry.field(description="Active sync activations, all syncs.")
+    syncs: list[SyncUsage]
+
+    @classmethod
+    def from_record(cls, record: domain.Overview) -> Overview:
+        return cls(
+            consumers=record.consumers,
+            active_consumers=record.active_consumers,
+            active_connections=record.active_connections,
+            pending_connections=record.pending_connections,
+            failed_connections=record.failed_connections,
+            connections_by_status=StatusCounts(
+                connected=record.connections_by_status.connected,
+                connection_failure=record.connections_by_status.connection_failure,
+                unknown=record.connections_by_status.unknown,
+            ),
+            connectors=[
+                ConnectorUsage(
+                    connector=Connector.from_record(usage.connector),
+                    active_connections=usage.active_connections,
+                    pending_connections=usage.pending_connections,
+                    failed_connections=usage.failed_connections,
+                )
+                for usage in record.connectors
+            ],
+            active_syncs=record.active_syncs,
+            syncs=[
+                SyncUsage(
+                    sync=Sync.from_record(usage.sync),
+                    activations=usage.activations,
+                    active_activations=usage.active_activations,
+                    activation_rate=usage.activation_rate,
+                    step_funnel=[
+                        StepFunnelEntry(step=e.step, complete=e.complete, incomplete=e.incomplete)
+                        for e in usage.step_funnel
+                    ],
+                )
+                for usage in record.syncs
+            ],
+        )

@@ -1,0 +1,481 @@
+"""The object types of the graph. Each wraps a store record (`from_record`); resolvers stay thin
+and go through the request's DataLoaders, so nesting never multiplies statements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+
+from graphql_schema import relay
+from graphql_schema.context import GraphQLContext
+from graphql_schema.ids import to_global_id
+from graphql_schema.inputs import (
+    ConnectionFilterInput,
+    SyncActivationFilterInput,
+    UseFilterInput,
+    connection_filter,
+    sync_activation_filter,
+    use_filter,
+)
+from store import domain, queries
+from store.heartbeat import merge, to_spec
+
+Info = strawberry.Info[GraphQLContext, None]
+
+First = Annotated[int | None, strawberry.argument(description=relay.FIRST_DESCRIPTION)]
+
+
+async def _connector(info: Info, connector_id: int | None) -> Connector | None:
+    if connector_id is None:
+        return None
+    record = await info.context.loaders.connector.load(connector_id)
+    return Connector.from_record(record) if record else None
+
+
+@strawberry.type(description="One entry of the issue column: what might have failed.")
+class Issue:
+    code: domain.IssueCode
+    message: str
+    _connector_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def connector(self, info: Info) -> Connector | None:
+        return await _connector(info, self._connector_id)
+
+    @classmethod
+    def from_record(cls, issue: domain.Issue) -> Issue:
+        return cls(code=issue.code, message=issue.message, _connector_id=issue.connector_id)
+
+
+@strawberry.type(description='One "Used for" entry, e.g. Hypersyncs (4).')
+class UsedFor:
+    kind: str
+    label: str
+    count: int
+
+
+@strawberry.type(description="How many uses of a connection are healthy, failed or unknown.")
+class InstanceHealth:
+    healthy: int
+    failed: int
+    unknown: int
+    total: int
+    status: domain.Health
+
+    @classmethod
+    def from_record(cls, health: domain.InstanceHealth) -> InstanceHealth:
+        return cls(
+            healthy=health.healthy,
+            failed=health.failed,
+            unknown=health.unknown,
+            total=health.total,
+            status=health.status,
+        )
+
+
+@strawberry.type(description="The effective heartbeat: the connector's template with overrides.")
+class Heartbeat:
+    kind: domain.ProbeKind
+    method: str
+    url: str | None
+    expected_status: list[int]
+    timeout_seconds: float
+    has_credentials: bool
+
+
+@strawberry.type(description="A customer account that owns connections.")
+class Consumer(relay.Node):
+    external_id: str
+    name: str
+    email: str | None
+    created_at: datetime
+    _row_id: strawberry.Private[int]
+
+    @classmethod
+    def from_record(cls, record: domain.Consumer) -> Consumer:
+        return cls(
+            id=strawberry.ID(to_global_id("Consumer", record.id)),
+            external_id=record.external_id,
+            name=record.name,
+            email=record.email,
+            created_at=record.created_at,
+            _row_id=record.id,
+        )
+
+    @strawberry.field(description="At least one ACTIVE connection.")
+    async def active(self, info: Info) -> bool:
+        return await info.context.loaders.consumer_active.load(self._row_id)
+
+    @strawberry.field
+    async def health(self, info: Info) -> domain.Health:
+        return await info.context.loaders.consumer_health.load(self._row_id)
+
+    @strawberry.field(description="The issue column by connections.")
+    async def issues(self, info: Info) -> list[Issue]:
+        issues = await info.context.loaders.consumer_issues.load(self._row_id)
+        return [Issue.from_record(issue) for issue in issues]
+
+    @strawberry.field
+    async def connections(
+        self,
+        info: Info,
+        filter: ConnectionFilterInput | None = None,
+        search: str | None = None,
+        first: First = None,
+        after: str | None = None,
+    ) -> relay.Connection[ConnectionNode]:
+        f = connection_filter(filter, search, info.context.viewer)
+        page = relay.page_request(first, after)
+        loaders = info.context.loaders
+        result = await loaders.connections_of.load((self._row_id, ("consumer", f, page)))
+        return relay.to_connection(
+            result,
+            ConnectionNode.from_record,
+            lambda: loaders.connection_counts_of.load((self._row_id, ("consumer", f))),
+        )
+
+    @strawberry.field
+    async def sync_activations(
+        self,
+        info: Info,
+        filter: SyncActivationFilterInput | None = None,
+        search: str | None = None,
+        first: First = None,
+        after: str | None = None,
+    ) -> relay.Connection[SyncActivation]:
+        f = sync_activation_filter(filter, search, info.context.viewer)
+        page = relay.page_request(first, after)
+        loaders = info.context.loaders
+        result = await loaders.activations_of.load((self._row_id, ("consumer", f, page)))
+        return relay.to_connection(
+            result,
+            SyncActivation.from_record,
+            lambda: loaders.activation_counts_of.load((self._row_id, ("consumer", f))),
+        )
+
+
+@strawberry.type(description="A third-party system type, e.g. QuickBooks.")
+class Connector(relay.Node):
+    slug: str
+    name: str
+    category: str
+    _row_id: strawberry.Private[int]
+
+    @classmethod
+    def from_record(cls, record: domain.Connector) -> Connector:
+        return cls(
+            id=strawberry.ID(to_global_id("Connector", record.id)),
+            slug=record.slug,
+            name=record.name,
+            category=record.category,
+            _row_id=record.id,
+        )
+
+    @strawberry.field
+    async def health(self, info: Info) -> domain.Health:
+        return await info.context.loaders.connector_health.load(self._row_id)
+
+    @strawberry.field
+    async def connections(
+        self,
+        info: Info,
+        filter: ConnectionFilterInput | None = None,
+        search: str | None = None,
+        first: First = None,
+        after: str | None = None,
+    ) -> relay.Connection[ConnectionNode]:
+        f = connection_filter(filter, search, info.context.viewer)
+        page = relay.page_request(first, after)
+        loaders = info.context.loaders
+        result = await loaders.connections_of.load((self._row_id, ("connector", f, page)))
+        return relay.to_connection(
+            result,
+            ConnectionNode.from_record,
+            lambda: loaders.connection_counts_of.load((self._row_id, ("connector", f))),
+        )
+
+
+@strawberry.type(name="Connection", description="One consumer's link to a connector.")
+class ConnectionNode(relay.Node):
+    name: str
+    direction: domain.Direction
+    state: domain.ConnectionState
+    status: domain.ConnectionStatus
+    last_checked_at: datetime | None
+    last_success_at: datetime | None
+    failure_reason: domain.FailureReason | None
+    last_error: str | None
+    latency_ms: float | None
+    consecutive_failures: int
+    check_interval_seconds: int
+    failure_threshold: int
+    next_check_at: datetime | None
+    _record: strawberry.Private[domain.Connection]
+
+    @classmethod
+    def from_record(cls, record: domain.Connection) -> ConnectionNode:
+        return cls(
+            id=strawberry.ID(to_global_id("Connection", record.id)),
+            name=record.name,
+            direction=record.direction,
+            state=record.state,
+            status=record.status,
+            last_checked_at=record.last_checked_at,
+            last_success_at=record.last_success_at,
+            failure_reason=record.failure_reason,
+            last_error=record.last_error,
+            latency_ms=record.latency_ms,
+            consecutive_failures=record.consecutive_failures,
+            check_interval_seconds=record.check_interval_seconds,
+            failure_threshold=record.failure_threshold,
+            next_check_at=record.next_check_at,
+            _record=record,
+        )
+
+    @strawberry.field
+    async def consumer(self, info: Info) -> Consumer:
+        record = await info.context.loaders.consumer.load(self._record.consumer_id)
+        assert record is not None  # a connection cannot outlive its consumer (FK cascade)
+        return Consumer.from_record(record)
+
+    @strawberry.field
+    async def connector(self, info: Info) -> Connector:
+        connector = await _connector(info, self._record.connector_id)
+        assert connector is not None  # connectors in use cannot be deleted (FK restrict)
+        return connector
+
+    @strawberry.field(description='Uses per kind: [{label: "Hypersyncs", count: 4}].')
+    async def used_for(self, info: Info) -> list[UsedFor]:
+        summary = await info.context.loaders.use_summary.load(self._record.id)
+        return [UsedFor(kind=u.kind, label=u.label, count=u.count) for u in summary.used_for]
+
+    @strawberry.field(
+        description='The "Used for" column as text: "Hypersyncs (4), Cloud files (1)".'
+    )
+    async def used_for_summary(self, info: Info) -> str:
+        summary = await info.context.loaders.use_summary.load(self._record.id)
+        return ", ".join(str(entry) for entry in summary.used_for)
+
+    @strawberry.field
+    async def instance_health(self, info: Info) -> InstanceHealth:
+        summary = await info.context.loaders.use_summary.load(self._record.id)
+        return InstanceHealth.from_record(summary.instance_health)
+
+    @strawberry.field(description="DOWN when failing, DEGRADED when up with failing uses.")
+    async def health(self, info: Info) -> domain.Health:
+        summary = await info.context.loaders.use_summary.load(self._record.id)
+        record = self._record
+        if record.state is domain.ConnectionState.FAILED:
+            return domain.Health.DOWN
+        return domain.health_rollup(
+            total=1,
+            failed=int(record.status is domain.ConnectionStatus.CONNECTION_FAILURE),
+            unknown=int(record.status is domain.ConnectionStatus.UNKNOWN),
+            with_failing_uses=summary.instance_health.failed,
+        )
+
+    @strawberry.field
+    async def uses(
+        self,
+        info: Info,
+        filter: UseFilterInput | None = None,
+        search: str | None = None,
+        first: First = None,
+        after: str | None = None,
+    ) -> relay.Connection[Use]:
+        f = use_filter(filter, search)
+        page = relay.page_request(first, after)
+        loaders = info.context.loaders
+        result = await loaders.uses_of.load((self._record.id, (f, page)))
+        return relay.to_connection(
+            result,
+            Use.from_record,
+            lambda: loaders.use_counts_of.load((self._record.id, f)),
+        )
+
+    @strawberry.field(description="Heartbeat history, newest first.")
+    async def checks(
+        self, info: Info, first: First = None, after: str | None = None
+    ) -> relay.Connection[Check]:
+        page = relay.page_request(first, after)
+        connection_id = self._record.id
+        result = await info.context.read(
+            lambda session: queries.list_checks(session, connection_id, page)
+        )
+        return relay.to_connection(
+            result,
+            Check.from_record,
+            lambda: info.context.read(lambda s: queries.count_checks(s, connection_id)),
+        )
+
+    @strawberry.field(
+        description="Share of successful checks over the last `windowSeconds` (null: no checks)."
+    )
+    async def uptime(self, info: Info, window_seconds: int = 86400) -> float | None:
+        connection_id = self._record.id
+        return await info.context.read(
+            lambda session: queries.uptime(session, connection_id, window_seconds)
+        )
+
+    @strawberry.field
+    async def heartbeat(self, info: Info) -> Heartbeat | None:
+        record = self._record
+        if record.direction is domain.Direction.INBOUND:
+            return None  # inbound connections are not probed: the remote side calls in
+        connector = await info.context.loaders.connector.load(record.connector_id)
+        consumer = await info.context.loaders.consumer.load(record.consumer_id)
+        assert connector is not None
+        assert consumer is not None
+        spec = to_spec(merge(connector.heartbeat, record.heartbeat), consumer.external_id)
+        return Heartbeat(
+            kind=spec.kind,
+            method=spec.method,
+            url=spec.url,
+            expected_status=list(spec.expected_status),
+            timeout_seconds=spec.timeout_seconds,
+            has_credentials=record.has_credentials,
+        )
+
+
+@strawberry.type(description="One thing that uses a connection (a Hypersync, a task integration…).")
+class Use(relay.Node):
+    kind: str
+    kind_label: str
+    name: str
+    status: domain.UseStatus
+    last_run_at: datetime | None
+    last_error: str | None
+    _connection_id: strawberry.Private[int]
+
+    @classmethod
+    def from_record(cls, record: domain.Use) -> Use:
+        return cls(
+            id=strawberry.ID(to_global_id("Use", record.id)),
+            kind=record.kind,
+            kind_label=record.kind_label,
+            name=record.name,
+            status=record.status,
+            last_run_at=record.last_run_at,
+            last_error=record.last_error,
+            _connection_id=record.connection_id,
+        )
+
+    @strawberry.field
+    async def connection(self, info: Info) -> ConnectionNode:
+        record = await info.context.loaders.connection.load(self._connection_id)
+        assert record is not None
+        return ConnectionNode.from_record(record)
+
+
+@strawberry.type(description="One heartbeat result.")
+class Check:
+    checked_at: datetime
+    success: bool
+    failure_reason: domain.FailureReason | None
+    latency_ms: float | None
+    http_status: int | None
+    error: str | None
+
+    @classmethod
+    def from_record(cls, record: domain.Check) -> Check:
+        return cls(
+            checked_at=record.checked_at,
+            success=record.success,
+            failure_reason=record.failure_reason,
+            latency_ms=record.latency_ms,
+            http_status=record.http_status,
+            error=record.error,
+        )
+
+
+@strawberry.type(description="A data flow that needs connections to some connectors.")
+class Sync(relay.Node):
+    name: str
+    _row_id: strawberry.Private[int]
+
+    @classmethod
+    def from_record(cls, record: domain.Sync) -> Sync:
+        return cls(
+            id=strawberry.ID(to_global_id("Sync", record.id)),
+            name=record.name,
+            _row_id=record.id,
+        )
+
+    @strawberry.field
+    async def required_connectors(self, info: Info) -> list[Connector]:
+        ids = await info.context.loaders.required_connectors.load(self._row_id)
+        records = await info.context.loaders.connector.load_many(list(ids))
+        return [Connector.from_record(record) for record in records if record is not None]
+
+    @strawberry.field(description="Active activations / activations (0 when there are none).")
+    async def activation_rate(self, info: Info) -> float:
+        total, active = await info.context.loaders.sync_stats.load(self._row_id)
+        return active / total if total else 0.0
+
+    @strawberry.field
+    async def activations(
+        self,
+        info: Info,
+        filter: SyncActivationFilterInput | None = None,
+        search: str | None = None,
+        first: First = None,
+        after: str | None = None,
+    ) -> relay.Connection[SyncActivation]:
+        f = sync_activation_filter(filter, search, info.context.viewer)
+        page = relay.page_request(first, after)
+        loaders = info.context.loaders
+        result = await loaders.activations_of.load((self._row_id, ("sync", f, page)))
+        return relay.to_connection(
+            result,
+            SyncActivation.from_record,
+            lambda: loaders.activation_counts_of.load((self._row_id, ("sync", f))),
+        )
+
+
+@strawberry.type
+class StepState:
+    step: domain.SyncStep
+    complete: bool
+    detail: str | None
+
+
+@strawberry.type(description="One consumer's attempt to activate a sync.")
+class SyncActivation(relay.Node):
+    steps: list[StepState]
+    updated_at: datetime
+    _record: strawberry.Private[domain.SyncActivation]
+
+    @classmethod
+    def from_record(cls, record: domain.SyncActivation) -> SyncActivation:
+        return cls(
+            id=strawberry.ID(to_global_id("SyncActivation", record.id)),
+            steps=[
+                StepState(step=s.step, complete=s.complete, detail=s.detail) for s in record.steps
+            ],
+            updated_at=record.updated_at,
+            _record=record,
+        )
+
+    @strawberry.field
+    async def sync(self, info: Info) -> Sync:
+        record = await info.context.loaders.sync.load(self._record.sync_id)
+        assert record is not None
+        return Sync.from_record(record)
+
+    @strawberry.field
+    async def consumer(self, info: Info) -> Consumer:
+        record = await info.context.loaders.consumer.load(self._record.consumer_id)
+        assert record is not None
+        return Consumer.from_record(record)
+
+    @strawberry.field(description="Every step complete and every required connection ACTIVE.")
+    async def active(self, info: Info) -> bool:
+        active, _ = await info.context.loaders.activation_state.load(self._record.id)
+        return active
+
+    @strawberry.field(description="The issue column by syncs; null when nothing is wrong.")
+    async def issue(self, info: Info) -> Issue | None:
+        _, issue = await info.context.loaders.activation_state.load(self._record.id)
+        return Issue.from_record(issue) if issue else None

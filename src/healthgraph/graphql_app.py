@@ -1,0 +1,114 @@
+"""GraphQL over HTTP and graphql-transport-ws at /graphql, behind bearer-token authentication."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from graphql_schema.context import GraphQLContext, Services, Viewer
+from graphql_schema.schema import build_schema
+from healthgraph.database import Database
+from store import tokens
+from store.domain import TokenScope
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    anonymous_read: bool = False
+    # The demo: anonymous reads for the machine's own browser, never for the network.
+    anonymous_read_loopback: bool = False
+
+
+def _is_loopback(connection: HTTPConnection) -> bool:
+    host = connection.client.host if connection.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def resolve_viewer(
+    connection: HTTPConnection, database: Database, policy: AccessPolicy
+) -> Viewer | None:
+    """The viewer a request authenticates as; None when it may not come in."""
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if header:
+        if scheme.lower() != "bearer" or not token:
+            return None
+        async with database.sessions() as session:
+            grant = await tokens.authenticate(session, token.strip())
+        if grant is None:
+            return None
+        return Viewer(scope=grant.scope, consumer_id=grant.consumer_id)
+    if policy.anonymous_read or (policy.anonymous_read_loopback and _is_loopback(connection)):
+        return Viewer(scope=TokenScope.READ, anonymous=True)
+    return None
+
+
+class HealthgraphGraphQL(GraphQL[GraphQLContext, None]):
+    def __init__(
+        self, database: Database, services: Services, *, graphiql: bool, introspection: bool
+    ) -> None:
+        super().__init__(
+            build_schema(introspection=introspection),
+            graphql_ide="graphiql" if graphiql else None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        )
+        self.database = database
+        self.services = services
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> GraphQLContext:
+        viewer: Viewer = request.scope["state"]["viewer"]
+        return GraphQLContext(self.database.sessions, viewer, self.services)
+
+
+class Authenticated:
+    """Let a request reach `app` only with a viewer; refuse it with 401 otherwise."""
+
+    def __init__(self, app: ASGIApp, database: Database, policy: AccessPolicy) -> None:
+        self.app = app
+        self.database = database
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        if (
+            scope["type"] == "http"
+            and connection.url.path.endswith("/graphql")
+            and (scope["method"] == "GET" and "query" not in connection.query_params)
+        ):
+            # GraphiQL's page itself holds no data; its queries are authenticated like any.
+            scope.setdefault("state", {})["viewer"] = Viewer(anonymous=True)
+            await self.app(scope, receive, send)
+            return
+        viewer = await resolve_viewer(connection, self.database, self.policy)
+        if viewer is None:
+            if scope["type"] == "websocket":
+                await WebSocket(scope, receive, send).close(code=4401, reason="Unauthorized")
+                return
+            response = JSONResponse(
+                {
+                    "errors": [
+                        {"message": "authentication required: send Authorization: Bearer <token>"}
+                    ]
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="healthgraph"'},
+            )
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["viewer"] = viewer
+        await self.app(scope, receive, send)
