@@ -129,11 +129,24 @@ def main() -> None:
         {"name": "Expenses to ledger", "requires": ["xero"]},
         {"name": "Tickets to CRM", "requires": ["jira", "salesforce"]},
     ]
+    active_slugs = {
+        c["external_id"]: {x["connector"] for x in c["connections"] if x["state"] == "active"}
+        for c in consumers
+    }
     for s_index, sync in enumerate(syncs):
-        sync["activations"] = [
-            {"consumer": ids[(s_index * 5 + k) % len(ids)], "steps": steps[(s_index + k) % 4]}
-            for k in range(8)
-        ]
+        # Activations past the connection step go to consumers connected to every required
+        # connector, so the demo shows active syncs beside ones stuck at each later step.
+        ready = [i for i in ids if set(sync["requires"]) <= active_slugs[i]]
+        others = [i for i in ids if i not in ready]
+        activations = []
+        for k in range(8):
+            pattern = steps[(s_index + k) % 4]
+            pool = ready if pattern["connection"] == "complete" and ready else others
+            consumer = pool[(s_index * 5 + k) % len(pool)]
+            if any(a["consumer"] == consumer for a in activations):
+                consumer = next(i for i in others if all(a["consumer"] != i for a in activations))
+            activations.append({"consumer": consumer, "steps": pattern})
+        sync["activations"] = activations
     catalog = {
         "use_kinds": [{"kind": k, "label": label} for k, label in USE_KINDS],
         "connectors": connectors,
