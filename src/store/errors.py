@@ -34,3 +34,29 @@ class PageSizeError(StoreError):
         self.first = first
         self.maximum = maximum
         super().__init__(f"first: {first} is out of range; use 0..{maximum}")
+
+
+class ValidationError(StoreError):
+    """Input the caller can fix: names the field (the domain's snake_case name) and its value.
+
+    The message reads "{field}: {problem}". `value` is what was rejected, except for secrets,
+    where it is "<redacted>" so that logging the error cannot leak them.
+    """
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class ConflictError(ValidationError):
+    """Valid input that the current state of the data refuses (e.g. deleting a used connector).
+
+    The message is one sentence naming the record, e.g. "connector 'quickbooks' is used by
+    3 connections; delete or move them first"; `field` and `value` still name the argument.
+    """
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        super().__init__(field, value, problem)
+        self.args = (problem,)
