@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from graphql import GraphQLError
 
-from store.errors import InvalidCursorError, NotFoundError, PageSizeError, StoreError
+from store.errors import (
+    InvalidCursorError,
+    NotFoundError,
+    PageSizeError,
+    StoreError,
+    ValidationError,
+)
 
 
 class ClientError(Exception):
@@ -29,6 +35,7 @@ _SAFE_STORE_ERRORS: tuple[type[StoreError], ...] = (
     NotFoundError,
     InvalidCursorError,
     PageSizeError,
+    ValidationError,
 )
 
 
@@ -39,6 +46,4 @@ def is_client_error(error: GraphQLError) -> bool:
         return True  # syntax and validation errors from graphql-core: about the document itself
     if isinstance(original, GraphQLError):
         return is_client_error(original)
-    return isinstance(original, ClientError | _SAFE_STORE_ERRORS) or getattr(
-        original, "client_safe", False
-    )
+    return isinstance(original, (ClientError, *_SAFE_STORE_ERRORS))

@@ -49,3 +49,8 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(query=Query, extensions=extensions)
+
+
+if __name__ == "__main__":
+    # `python -m graphql_schema.schema > schema.graphql` refreshes the committed SDL.
+    print(build_schema().as_str())

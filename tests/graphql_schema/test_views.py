@@ -1,0 +1,233 @@
+"""Every view of the seed pages answered by one query document from docs/queries/."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from healthgraph.demo import demo_catalog
+from store.domain import ConnectionState, Direction
+from tests.graphql_schema.conftest import Server, view
+
+SPEC = demo_catalog("http://demo")
+CONNECTIONS = [(c, x) for c in SPEC.consumers for x in c.connections]
+
+
+async def test_connected_accounts_table_for_each_direction(demo: Server, reader: str) -> None:
+    for direction in (Direction.OUTBOUND, Direction.INBOUND):
+        expected = [x.name for _, x in CONNECTIONS if x.direction is direction]
+        names: list[str] = []
+        after = None
+        while True:
+            result = await demo.execute(
+                reader,
+                view("connected_accounts"),
+                {"direction": direction.value, "first": 20, "after": after},
+            )
+            page = result["connections"]
+            assert page["totalCount"] == len(expected)
+            names += [node["name"] for node in page["nodes"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                break
+            after = page["pageInfo"]["endCursor"]
+        assert names == expected
+
+    first = (
+        await demo.execute(
+            reader, view("connected_accounts"), {"direction": "OUTBOUND", "first": 1}
+        )
+    )["connections"]["nodes"][0]
+    consumer, connection = next((c, x) for c, x in CONNECTIONS if x.direction is Direction.OUTBOUND)
+    kinds = Counter(u.kind for u in connection.uses)
+    labels = {k.kind: k.label for k in SPEC.use_kinds}
+    assert first == {
+        "id": first["id"],
+        "name": connection.name,
+        "connector": {
+            "name": next(c.name for c in SPEC.connectors if c.slug == connection.connector)
+        },
+        "consumer": {"name": consumer.name, "externalId": consumer.external_id},
+        "status": "UNKNOWN",
+        "lastCheckedAt": None,
+        "failureReason": None,
+        "usedFor": [
+            {"kind": kind, "label": labels[kind], "count": count}
+            for kind, count in sorted(kinds.items(), key=lambda item: labels[item[0]])
+        ],
+        "usedForSummary": ", ".join(
+            f"{labels[kind]} ({count})"
+            for kind, count in sorted(kinds.items(), key=lambda item: labels[item[0]])
+        ),
+        "instanceHealth": {
+            "healthy": 0,
+            "failed": 0,
+            "unknown": len(connection.uses),
+            "total": len(connection.uses),
+            "status": "UNKNOWN",
+        },
+    }
+
+
+async def test_drill_down_lists_the_uses_of_a_connection(demo: Server, reader: str) -> None:
+    table = await demo.execute(
+        reader, view("connected_accounts"), {"direction": "OUTBOUND", "first": 200}
+    )
+    _, connection = max(CONNECTIONS, key=lambda pair: len(pair[1].uses))
+    row = next(n for n in table["connections"]["nodes"] if n["name"] == connection.name)
+
+    result = await demo.execute(reader, view("connection_uses"), {"id": row["id"]})
+    node = result["node"]
+    assert node["name"] == connection.name
+    assert node["uses"]["totalCount"] == len(connection.uses)
+    assert [(u["kind"], u["name"], u["status"]) for u in node["uses"]["nodes"]] == [
+        (u.kind, u.name, "UNKNOWN") for u in connection.uses
+    ]
+
+
+async def test_overview(demo: Server, reader: str) -> None:
+    overview = (await demo.execute(reader, view("overview")))["overview"]
+    states = Counter(x.state for _, x in CONNECTIONS)
+    assert overview["consumers"] == len(SPEC.consumers)
+    assert overview["activeConsumers"] == sum(
+        1 for c in SPEC.consumers if any(x.state is ConnectionState.ACTIVE for x in c.connections)
+    )
+    assert (
+        overview["activeConnections"],
+        overview["pendingConnections"],
+        overview["failedConnections"],
+    ) == (
+        states[ConnectionState.ACTIVE],
+        states[ConnectionState.PENDING],
+        states[ConnectionState.FAILED],
+    )
+    assert overview["connectionsByStatus"] == {
+        "connected": 0,
+        "connectionFailure": 0,
+        "unknown": len(CONNECTIONS),
+    }
+    by_slug = {u["connector"]["slug"]: u for u in overview["connectors"]}
+    assert set(by_slug) == {c.slug for c in SPEC.connectors}
+    for slug, usage in by_slug.items():
+        mine = [x for _, x in CONNECTIONS if x.connector == slug]
+        assert usage["activeConnections"] == sum(
+            1 for x in mine if x.state is ConnectionState.ACTIVE
+        )
+        assert usage["pendingConnections"] == sum(
+            1 for x in mine if x.state is ConnectionState.PENDING
+        )
+        assert usage["failedConnections"] == sum(
+            1 for x in mine if x.state is ConnectionState.FAILED
+        )
+    assert overview["activeSyncs"] == sum(s["activeActivations"] for s in overview["syncs"]) > 0
+    for usage in overview["syncs"]:
+        spec = next(s for s in SPEC.syncs if s.name == usage["sync"]["name"])
+        assert usage["activations"] == len(spec.activations)
+        assert usage["activationRate"] == usage["activeActivations"] / len(spec.activations)
+        assert usage["stepFunnel"] == [
+            {
+                "step": step,
+                "complete": sum(1 for a in spec.activations if dict(a.steps)[step_enum]),
+                "incomplete": sum(1 for a in spec.activations if not dict(a.steps)[step_enum]),
+            }
+            for step_enum in (s for s, _ in spec.activations[0].steps)
+            for step in [step_enum.value]
+        ]
+
+
+async def test_consumers_by_connections_filters_search_and_issues(
+    demo: Server, reader: str
+) -> None:
+    everyone = (await demo.execute(reader, view("consumers_by_connections"), {"first": 100}))[
+        "consumers"
+    ]
+    assert everyone["totalCount"] == len(SPEC.consumers)
+    by_id = {n["externalId"]: n for n in everyone["nodes"]}
+
+    lonely = [c.external_id for c in SPEC.consumers if not c.connections]
+    for external_id in lonely:
+        assert by_id[external_id]["issues"] == [
+            {
+                "code": "NOTHING",
+                "message": "Nothing: no connection process was initiated",
+                "connector": None,
+            }
+        ]
+        assert by_id[external_id]["active"] is False
+    failed = [(c, x) for c, x in CONNECTIONS if x.state is ConnectionState.FAILED]
+    for consumer, connection in failed:
+        connector_name = next(c.name for c in SPEC.connectors if c.slug == connection.connector)
+        assert {
+            "code": "CONNECTION_FAILED",
+            "message": f"Connection failed ({connector_name})",
+            "connector": {"name": connector_name},
+        } in by_id[consumer.external_id]["issues"]
+
+    active = await demo.execute(
+        reader, view("consumers_by_connections"), {"active": True, "first": 100}
+    )
+    assert {n["externalId"] for n in active["consumers"]["nodes"]} == {
+        c.external_id
+        for c in SPEC.consumers
+        if any(x.state is ConnectionState.ACTIVE for x in c.connections)
+    }
+    nothing = await demo.execute(reader, view("consumers_by_connections"), {"issue": ["NOTHING"]})
+    assert [n["externalId"] for n in nothing["consumers"]["nodes"]] == lonely
+    searched = await demo.execute(reader, view("consumers_by_connections"), {"search": "ACME"})
+    assert [n["externalId"] for n in searched["consumers"]["nodes"]] == ["acme-corp"]
+
+    overview = (await demo.execute(reader, view("overview")))["overview"]
+    xero = next(
+        u["connector"]["id"] for u in overview["connectors"] if u["connector"]["slug"] == "xero"
+    )
+    with_xero = await demo.execute(
+        reader, view("consumers_by_connections"), {"connectorIds": [xero]}
+    )
+    assert {n["externalId"] for n in with_xero["consumers"]["nodes"]} == {
+        c.external_id for c, x in CONNECTIONS if x.connector == "xero"
+    }
+
+
+async def test_consumers_by_syncs_filters_and_issue_column(demo: Server, reader: str) -> None:
+    result = await demo.execute(reader, view("consumers_by_syncs"), {"first": 100})
+    rows = result["syncActivations"]["nodes"]
+    assert len(rows) == sum(len(s.activations) for s in SPEC.syncs)
+    codes = Counter(row["issue"]["code"] if row["issue"] else None for row in rows)
+    assert set(codes) == {
+        None,
+        "CONNECTION_FAILED",
+        "NO_CONNECTION",
+        "MAPPING_INCOMPLETE",
+        "CONFIGURATION_INCOMPLETE",
+    }
+    assert all((row["issue"] is None) == row["active"] for row in rows)
+
+    mapping = await demo.execute(
+        reader, view("consumers_by_syncs"), {"issue": ["MAPPING_INCOMPLETE"]}
+    )
+    assert mapping["syncActivations"]["totalCount"] == codes["MAPPING_INCOMPLETE"]
+    assert all(
+        row["steps"][1] == {"step": "MAPPING", "complete": False, "detail": None}
+        for row in mapping["syncActivations"]["nodes"]
+    )
+
+    overview = (await demo.execute(reader, view("overview")))["overview"]
+    invoices = next(
+        s["sync"]["id"] for s in overview["syncs"] if s["sync"]["name"] == "Invoices to accounting"
+    )
+    one_sync = await demo.execute(reader, view("consumers_by_syncs"), {"syncIds": [invoices]})
+    assert {row["sync"]["name"] for row in one_sync["syncActivations"]["nodes"]} == {
+        "Invoices to accounting"
+    }
+    stripe = next(
+        u["connector"]["id"] for u in overview["connectors"] if u["connector"]["slug"] == "stripe"
+    )
+    by_connector = await demo.execute(
+        reader, view("consumers_by_syncs"), {"connectorIds": [stripe]}
+    )
+    assert {row["sync"]["name"] for row in by_connector["syncActivations"]["nodes"]} == {
+        s.name for s in SPEC.syncs if "stripe" in s.requires
+    }
+    first_consumer = rows[0]["consumer"]["externalId"]
+    searched = await demo.execute(reader, view("consumers_by_syncs"), {"search": first_consumer})
+    assert {row["consumer"]["externalId"] for row in searched["syncActivations"]["nodes"]} == {
+        first_consumer
+    }
