@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from graphql_schema.errors import PermissionDeniedError
+from graphql_schema.errors import ClientError, PermissionDeniedError
+from graphql_schema.links import LinkSigner
+from probes.guard import AddressGuard
+from store.crypto import KeyRing
 from store.domain import TokenScope
 
 if TYPE_CHECKING:
@@ -44,11 +47,18 @@ class Viewer:
         return self.consumer_id is None or self.consumer_id == consumer_id
 
 
+def _no_key_ring() -> KeyRing:
+    raise ClientError("credentials cannot be stored: no credential key is configured")
+
+
 @dataclass
 class Services:
     """What the composition root lends the schema (filled in by `healthgraph.app`)."""
 
-    extras: dict[str, Any] = field(default_factory=dict)
+    guard: AddressGuard | None = None
+    key_ring: Callable[[], KeyRing] = _no_key_ring
+    link_signer: LinkSigner | None = None
+    public_url: str = ""
 
 
 class GraphQLContext:

@@ -19,6 +19,7 @@ from strawberry.extensions import (
 
 from graphql_schema.context import GraphQLContext
 from graphql_schema.errors import is_client_error
+from graphql_schema.mutation import Mutation
 from graphql_schema.query import Query
 
 MAX_DEPTH = 10
@@ -48,7 +49,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     ]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(query=Query, extensions=extensions)
+    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
 
 
 if __name__ == "__main__":

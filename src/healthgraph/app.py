@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,16 +16,23 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from graphql_schema.context import Services
+from graphql_schema.errors import ClientError
+from graphql_schema.links import LinkSigner
 from healthgraph.catalog.apply import apply_catalog
+from healthgraph.consumer_page import consumer_page
 from healthgraph.database import Database, connect, ensure_schema
 from healthgraph.demo import demo_catalog
 from healthgraph.demo.endpoints import demo_routes
+from healthgraph.errors import SettingsError
 from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
 from healthgraph.settings import Settings
+from probes.guard import AddressGuard
+from store.crypto import KeyRing
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -48,8 +56,11 @@ async def readyz(request: Request) -> JSONResponse:
 def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
     """The app for `settings`; with `demo`, the demo catalog is applied at start-up and
     anonymous reads are allowed from this machine only."""
+    if demo:
+        # The demo's heartbeats call this very server on loopback.
+        settings = replace(settings, allow_targets=(*settings.allow_targets, *LOOPBACK))
     database = connect(settings.database_url)
-    services = Services()
+    services = _services(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -72,6 +83,7 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/consumers/{external_id}", consumer_page),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]
@@ -80,17 +92,32 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.database = database
     app.state.settings = settings
+    app.state.services = services
     return app
 
 
+def _services(settings: Settings) -> Services:
+    try:
+        key_ring: KeyRing | None = settings.key_ring()
+    except SettingsError as exc:
+        # PostgreSQL without HEALTHGRAPH_SECRET_KEYS: reads work; credentials and links say why not.
+        log.warning("%s; credentials and consumer links are unavailable", exc)
+        key_ring = None
+
+    def ring() -> KeyRing:
+        if key_ring is None:
+            raise ClientError("credentials cannot be stored: set HEALTHGRAPH_SECRET_KEYS")
+        return key_ring
+
+    return Services(
+        guard=AddressGuard(settings.allow_targets),
+        key_ring=ring,
+        link_signer=LinkSigner(key_ring.derive("consumer-links")) if key_ring else None,
+        public_url=settings.base_url,
+    )
+
+
 async def load_demo(database: Database, settings: Settings) -> None:
-    base_url = f"http://{_url_host(settings.host)}:{settings.port}"
     async with database.sessions.begin() as session:
-        report = await apply_catalog(session, demo_catalog(base_url), "demo catalog", None)
+        report = await apply_catalog(session, demo_catalog(settings.base_url), "demo catalog", None)
     log.info("demo catalog: %s", report.summary())
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - mapping a wildcard bind to a dialable address
-        return "127.0.0.1"
-    return f"[{host}]" if ":" in host else host

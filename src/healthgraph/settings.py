@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -36,6 +37,7 @@ _KEYS = (
     "INTROSPECTION",
     "METRICS_TOKEN",
     "LOG_LEVEL",
+    "PUBLIC_URL",
 )
 
 
@@ -51,6 +53,15 @@ class Settings:
     introspection: bool = True
     metrics_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    public_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Where users reach this server: PUBLIC_URL, or the address it listens on."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:
@@ -203,4 +214,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 f"{PREFIX}LOG_LEVEL", raw["LOG_LEVEL"], "expected DEBUG, INFO, WARNING or ERROR"
             )
         values["log_level"] = level
+    if raw.get("PUBLIC_URL"):
+        url = str(raw["PUBLIC_URL"]).strip()
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"{PREFIX}PUBLIC_URL", url, "expected an http(s) URL")
+        values["public_url"] = url
     return Settings(**values)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -37,7 +39,7 @@ class KeyRing:
                     f"key {position} of the ring is not a Fernet key (32 url-safe base64 bytes)"
                 ) from exc
         self._ring = MultiFernet(fernets)
-        self._newest = fernets[0]
+        self._newest_key = keys[0].strip().encode("ascii")
 
     def encrypt(self, secret: dict[str, Any]) -> bytes:
         return self._ring.encrypt(json.dumps(secret, sort_keys=True).encode())
@@ -51,6 +53,10 @@ class KeyRing:
                 "was a key removed before `healthgraph keys rotate` ran?"
             ) from exc
         return value
+
+    def derive(self, purpose: str) -> bytes:
+        """A key for `purpose` (e.g. signing links) derived from the newest key of the ring."""
+        return hmac.new(self._newest_key, purpose.encode(), hashlib.sha256).digest()
 
     def rotate(self, ciphertext: bytes) -> bytes:
         """Re-encrypt under the newest key."""

@@ -14,6 +14,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from healthgraph.app import create_app
 from healthgraph.database import Database
 from healthgraph.settings import Settings
+from store.crypto import generate_key
 from store.domain import TokenScope
 from store.tokens import create_token
 from tests.servers import free_port, running
@@ -55,7 +56,8 @@ async def demo(database_url: str) -> AsyncIterator[Server]:
     """The demo catalog served on each backend. Tests send tokens even where loopback would
     not need one, so what they prove holds for remote clients too."""
     port = free_port()
-    app = create_app(Settings(database_url=database_url, port=port), demo=True)
+    settings = Settings(database_url=database_url, port=port, secret_keys=(generate_key(),))
+    app = create_app(settings, demo=True)
     async with running(app, port) as base_url:
         yield Server(base_url, app.state.database)
 

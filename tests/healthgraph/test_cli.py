@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from store.migrate import head_revision
 from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.healthgraph.test_catalog import BASE
 from tests.servers import free_port
@@ -141,21 +142,22 @@ def test_postgresql_needs_db_upgrade_first(tmp_path: Path, postgres_url: str) ->
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(BASE)
 
+    head = head_revision()
     refused = healthgraph("apply", str(catalog), env=env, cwd=tmp_path)
     assert (refused.returncode, refused.stderr) == (
         2,
-        "healthgraph: the database schema is at revision (empty), this version needs 0001; "
+        f"healthgraph: the database schema is at revision (empty), this version needs {head}; "
         "run `healthgraph db upgrade` first\n",
     )
     upgraded = healthgraph("db", "upgrade", env=env, cwd=tmp_path)
     assert (upgraded.returncode, upgraded.stdout) == (
         0,
-        "database schema upgraded from (empty) to 0001\n",
+        f"database schema upgraded from (empty) to {head}\n",
     )
     current = healthgraph("db", "upgrade", env=env, cwd=tmp_path)
     assert (current.returncode, current.stdout) == (
         0,
-        "database schema is current (revision 0001)\n",
+        f"database schema is current (revision {head})\n",
     )
     applied = healthgraph("apply", str(catalog), env=env, cwd=tmp_path)
     assert (applied.returncode, applied.stdout.splitlines()[-1]) == (
