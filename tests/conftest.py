@@ -15,9 +15,15 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from healthgraph.app import create_app
 from healthgraph.database import Database, open_database
+from healthgraph.settings import Settings
+from store.crypto import generate_key
+from store.domain import TokenScope
 from store.engine import create_engine
 from store.migrate import upgrade_database
+from tests.demo_server import Server
+from tests.servers import free_port, running
 
 POSTGRES_URL = os.environ.get("HEALTHGRAPH_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("HEALTHGRAPH_REQUIRE_POSTGRES") == "1"
@@ -113,3 +119,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("HEALTHGRAPH_") and not key.startswith("HEALTHGRAPH_TEST_"):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture
+async def demo(database_url: str) -> AsyncIterator[Server]:
+    """The demo catalog served on each backend. Tests send tokens even where loopback would
+    not need one, so what they prove holds for remote clients too."""
+    port = free_port()
+    settings = Settings(database_url=database_url, port=port, secret_keys=(generate_key(),))
+    app = create_app(settings, demo=True)
+    async with running(app, port) as base_url:
+        yield Server(base_url, app.state.database)
+
+
+@pytest.fixture
+async def reader(demo: Server) -> str:
+    return await demo.token(TokenScope.READ)

@@ -13,13 +13,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute, request_response
 
 from graphql_schema.context import Services
 from graphql_schema.errors import ClientError
 from graphql_schema.links import LinkSigner
 from healthgraph.catalog.apply import apply_catalog
 from healthgraph.consumer_page import consumer_page
+from healthgraph.csv_export import consumers_csv
 from healthgraph.database import Database, connect, ensure_schema
 from healthgraph.demo import demo_catalog
 from healthgraph.demo.endpoints import demo_routes
@@ -84,6 +85,11 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/consumers/{external_id}", consumer_page),
+        Route(
+            "/export/consumers.csv",
+            Authenticated(request_response(consumers_csv), database, policy),
+            methods=["GET"],
+        ),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]

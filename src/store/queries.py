@@ -324,6 +324,11 @@ async def syncs_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, do
     return {row.id: records.sync(row) for row in rows}
 
 
+async def syncs_by_name(session: AsyncSession, names: Iterable[str]) -> dict[str, domain.Sync]:
+    rows = await session.scalars(select(SyncRow).where(SyncRow.name.in_(set(names))))
+    return {row.name: records.sync(row) for row in rows}
+
+
 async def sync_activations_by_id(
     session: AsyncSession, ids: Iterable[int]
 ) -> dict[int, domain.SyncActivation]:

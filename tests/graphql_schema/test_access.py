@@ -15,7 +15,7 @@ from healthgraph.app import create_app
 from healthgraph.settings import Settings
 from store.domain import TokenScope
 from store.tokens import create_token, revoke_token
-from tests.graphql_schema.conftest import Server, view
+from tests.demo_server import Server, view
 from tests.servers import running
 
 EVERYTHING = """

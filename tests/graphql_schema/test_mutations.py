@@ -14,7 +14,7 @@ from sqlalchemy import select
 from graphql_schema.links import LinkSigner
 from store.domain import TokenScope
 from store.models import ConnectionRow
-from tests.graphql_schema.conftest import Server
+from tests.demo_server import Server
 from tests.graphql_schema.test_access import EVERYTHING
 
 CREATE_CONSUMER = """

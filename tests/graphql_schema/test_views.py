@@ -6,7 +6,7 @@ from collections import Counter
 
 from healthgraph.demo import demo_catalog
 from store.domain import ConnectionState, Direction
-from tests.graphql_schema.conftest import Server, view
+from tests.demo_server import Server, view
 
 SPEC = demo_catalog("http://demo")
 CONNECTIONS = [(c, x) for c in SPEC.consumers for x in c.connections]
