@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -17,9 +18,11 @@ from healthgraph.catalog.spec import CatalogSpec, load_catalog_file
 from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError
 from healthgraph.settings import Settings, load_settings
+from store.domain import TokenScope
 from store.engine import create_engine
 from store.errors import StoreError
 from store.migrate import current_revision, upgrade_database
+from store.tokens import create_token
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 
@@ -53,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write the catalog as YAML (no secrets)")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+
+    token = commands.add_parser("token", help="API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token and print it (only once)")
+    create.add_argument("--scope", required=True, choices=["read", "write", "admin"])
+    create.add_argument("--consumer", metavar="EXTERNAL_ID", help="limit the token to one consumer")
+    create.add_argument("--name", default="", help="a note to recognise the token by")
+    create.add_argument(
+        "--expires-in-days", type=int, metavar="DAYS", help="expire after DAYS (default: never)"
+    )
     return parser
 
 
@@ -90,6 +103,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         case "apply":
             spec = load_catalog_file(args.file)
             return asyncio.run(_apply(settings, spec, str(args.file), args.prune, args.dry_run))
+        case "token":
+            return asyncio.run(_token_create(settings, args))
         case "export":
             text = asyncio.run(_export(settings))
             if args.output is None:
@@ -147,6 +162,32 @@ async def _apply(
         print(change)
     suffix = " (dry run: nothing written)" if dry_run else ""
     print(f"{source}: {report.summary()}{suffix}")
+    return EXIT_OK
+
+
+async def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    expires_at = None
+    if args.expires_in_days is not None:
+        if not 1 <= args.expires_in_days <= 3650:
+            raise HealthgraphError(
+                f"--expires-in-days: {args.expires_in_days} is out of range; use 1..3650"
+            )
+        expires_at = datetime.now(UTC) + timedelta(days=args.expires_in_days)
+    database = await open_database(settings.database_url)
+    try:
+        async with database.sessions.begin() as session:
+            token, _ = await create_token(
+                session,
+                scope=TokenScope(args.scope.upper()),
+                consumer_external_id=args.consumer,
+                name=args.name,
+                expires_at=expires_at,
+            )
+    finally:
+        await database.close()
+    print(token)
+    limited = f", limited to consumer {args.consumer!r}" if args.consumer else ""
+    print(f"a {args.scope} token{limited}; it is shown only this once", file=sys.stderr)
     return EXIT_OK
 
 

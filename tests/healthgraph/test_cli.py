@@ -194,3 +194,41 @@ def test_serve_demo_answers_healthz_promptly(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=10)
     assert (tmp_path / "healthgraph.db").exists()
+
+
+def test_token_create_prints_a_working_token_once(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(BASE)
+    assert healthgraph("apply", str(catalog), env=sqlite_env, cwd=tmp_path).returncode == 0
+
+    created = healthgraph(
+        "token", "create", "--scope", "read", "--consumer", "acme", env=sqlite_env, cwd=tmp_path
+    )
+    assert created.returncode == 0
+    token = created.stdout.strip()
+    assert token.startswith("hg_")
+    assert len(token) > 40
+    assert (
+        created.stderr == "a read token, limited to consumer 'acme'; it is shown only this once\n"
+    )
+    assert token not in (tmp_path / "hg.db").read_bytes().decode("latin-1")
+
+    unknown = healthgraph(
+        "token", "create", "--scope", "admin", "--consumer", "nobody", env=sqlite_env, cwd=tmp_path
+    )
+    assert (unknown.returncode, unknown.stderr) == (
+        2,
+        "healthgraph: consumer 'nobody' does not exist\n",
+    )
+    bad_scope = healthgraph("token", "create", "--scope", "root", env=sqlite_env, cwd=tmp_path)
+    assert bad_scope.returncode == 2
+    assert "invalid choice: 'root'" in bad_scope.stderr
+    bad_expiry = healthgraph(
+        "token", "create", "--scope", "read", "--expires-in-days", "0", env=sqlite_env, cwd=tmp_path
+    )
+    assert (bad_expiry.returncode, bad_expiry.stderr) == (
+        2,
+        "healthgraph: --expires-in-days: 0 is out of range; use 1..3650\n",
+    )
