@@ -323,3 +323,39 @@ class Overview:
     @property
     def active_syncs(self) -> int:
         return sum(s.active_activations for s in self.syncs)
+
+
+# Scheduling: what a check found, and what changed because of it.
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """One heartbeat's result as the store records it (probes convert their results to this).
+
+    `error` is short and already free of credentials; a failure always names its reason.
+    """
+
+    success: bool
+    checked_at: datetime
+    latency_ms: float | None = None
+    failure_reason: FailureReason | None = None
+    error: str | None = None
+    http_status: int | None = None
+    tls_cert_expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.checked_at.tzinfo is None:
+            raise ValueError("checked_at must be an aware datetime")
+        if self.success != (self.failure_reason is None):
+            raise ValueError("an outcome has a failure_reason exactly when it is not a success")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A connection whose health status or lifecycle state a check changed (for subscribers)."""
+
+    connection_id: int
+    old_status: ConnectionStatus
+    new_status: ConnectionStatus
+    old_state: ConnectionState
+    new_state: ConnectionState

@@ -123,6 +123,9 @@ class ConnectionRow(Base):
         UniqueConstraint("consumer_id", "name"),
         Index("ix_connections_connector_state", "connector_id", "state"),
         Index("ix_connections_state_status", "state", "status"),
+        # The scheduler's scans: outbound ACTIVE/FAILED due for a probe, inbound ACTIVE past
+        # its deadline. Equality on direction and state, then a range on the due time.
+        Index("ix_connections_due", "direction", "state", "next_check_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -154,6 +157,12 @@ class ConnectionRow(Base):
     credentials_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # A worker's claim on the next check: until the lease expires no other worker takes it,
+    # and only the claimant may write the result (see store.scheduling).
+    lease_expires_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    # notAfter of the certificate the last TLS/HTTPS check saw.
+    tls_cert_expires_at: Mapped[datetime | None]
 
     consumer: Mapped[ConsumerRow] = relationship(back_populates="connections")
     connector: Mapped[ConnectorRow] = relationship()

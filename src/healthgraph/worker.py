@@ -1,0 +1,188 @@
+"""The worker role: the heartbeat scheduler against the configured database, until stopped.
+
+`healthgraph worker` runs this; so can `python -m healthgraph.worker` (settings from the
+environment, scheduler knobs as options, stops cleanly on SIGTERM or SIGINT).
+
+SQLite has a single writer, so it gets exactly one worker: an exclusive `flock` on
+`<database file>.worker.lock`, held for the worker's life and released by the kernel if the
+process dies, refuses a second one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
+
+from healthgraph.database import open_database
+from healthgraph.errors import HealthgraphError
+from healthgraph.settings import Settings, load_settings
+from probes.scheduler import OnChanges, Scheduler, SchedulerConfig
+from probes.target import ProbeContext
+from store.engine import async_url
+from store.errors import StoreError
+from store.scheduling import MAX_WORKER_ID_LENGTH
+
+log = logging.getLogger(__name__)
+
+
+class WorkerLockedError(HealthgraphError):
+    """Another worker already runs against this SQLite file."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        super().__init__(
+            f"another healthgraph worker already uses {database}; SQLite supports exactly one "
+            "worker — use PostgreSQL for more"
+        )
+
+
+def worker_id() -> str:
+    """hostname:pid — stable for the process, distinct across processes and hosts."""
+    pid = f":{os.getpid()}"
+    return socket.gethostname()[: MAX_WORKER_ID_LENGTH - len(pid)] + pid
+
+
+def sqlite_path(settings: Settings) -> Path | None:
+    """The SQLite file the settings name, resolved; None for PostgreSQL."""
+    if not settings.is_sqlite:
+        return None
+    database = async_url(settings.database_url).database
+    assert database is not None  # async_url refuses an in-memory SQLite
+    return Path(database).expanduser().resolve()
+
+
+@contextmanager
+def sqlite_worker_lock(database: Path) -> Iterator[None]:
+    """Hold `<database>.worker.lock` exclusively, or raise WorkerLockedError at once."""
+    lock_path = database.with_name(database.name + ".worker.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkerLockedError(database) from None
+        # The file stays: deleting it would let a second worker lock a new inode.
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    on_changes: OnChanges | None = None,
+    config: SchedulerConfig | None = None,
+) -> None:
+    """Run the scheduler until `stop` is set.
+
+    Raises WorkerLockedError if another worker holds this SQLite file, SettingsError for a
+    missing key ring (PostgreSQL needs HEALTHGRAPH_SECRET_KEYS), SchemaOutOfDateError if
+    PostgreSQL needs `healthgraph db upgrade`.
+    """
+    database_file = sqlite_path(settings)
+    with sqlite_worker_lock(database_file) if database_file else _no_lock():
+        key_ring = settings.key_ring()
+        database = await open_database(settings.database_url)
+        try:
+            async with ProbeContext.create(allow=settings.allow_targets) as context:
+                scheduler = Scheduler(
+                    database.sessions,
+                    context,
+                    worker_id=worker_id(),
+                    key_ring=key_ring,
+                    config=config,
+                    on_changes=on_changes,
+                )
+                log.info(
+                    "healthgraph worker %s started on %s",
+                    scheduler.worker_id,
+                    "SQLite" if database_file else "PostgreSQL",
+                )
+                await scheduler.run(stop)
+        finally:
+            await database.close()
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m healthgraph.worker",
+        description="Run the heartbeat scheduler (settings from HEALTHGRAPH_* variables).",
+    )
+    defaults = SchedulerConfig()
+    parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    parser.add_argument("--per-host-concurrency", type=int, default=defaults.per_host_concurrency)
+    parser.add_argument("--claim-batch", type=int, default=defaults.claim_batch)
+    parser.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SchedulerConfig:
+    names = {f.name for f in fields(SchedulerConfig)}
+    return SchedulerConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+async def run_until_signalled(
+    settings: Settings,
+    *,
+    config: SchedulerConfig | None = None,
+    on_changes: OnChanges | None = None,
+) -> None:
+    """`run_worker` until SIGTERM or SIGINT, then stop cleanly (for `healthgraph worker`)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await run_worker(settings, stop, config=config, on_changes=on_changes)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status as the CLI's: 0 stopped cleanly, 2 invalid settings or refused, 1 else."""
+    args = _parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        settings = load_settings()
+    except (HealthgraphError, ValueError) as exc:
+        print(f"healthgraph: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
+    try:
+        asyncio.run(run_until_signalled(settings, config=config))
+    except (HealthgraphError, StoreError) as exc:
+        print(f"healthgraph: {exc}", file=sys.stderr)
+        return 2
+    except (DBAPIError, OSError) as exc:
+        # No SQL and no stack trace: the driver's first line says enough.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] or type(exc).__name__
+        print(f"healthgraph: cannot reach the database: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,488 @@
+"""The heartbeat scheduler: claim due connections, probe them, write the results in batches.
+
+One `Scheduler` per worker process. The database is the only thing workers share: a claim is
+a lease on rows (store.scheduling), so a worker may die at any moment and whatever it claimed
+and did not write is checked by another worker after the lease.
+
+Three loops run side by side: claiming and probing (bounded globally and per host), writing
+buffered results (every `flush_interval_seconds` or `flush_size` results), and housekeeping
+(inbound deadlines, history retention). None of them stops for an error: a probe that raises
+becomes a failed check, a database error is logged and retried after a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from probes.errors import ProbeConfigError
+from probes.redact import Redactor, clip, url_secrets
+from probes.registry import ProbeFunction, run_probe
+from probes.result import Credentials, ProbeResult
+from probes.target import ProbeContext, ProbeTarget
+from store.crypto import KeyRing, KeyRingError
+from store.domain import CheckOutcome, FailureReason, StatusChange
+from store.heartbeat import to_spec
+from store.scheduling import (
+    DueCheck,
+    Jitter,
+    claim_due_connections,
+    mark_missed_heartbeats,
+    prune_checks,
+    record_outcomes,
+    release_claims,
+)
+
+log = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO, query string included: a query-parameter
+# credential would be written to the log of every check.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+OnChanges = Callable[[list[StatusChange]], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    concurrency: int = 200  # probes in flight at once, per worker
+    per_host_concurrency: int = 20  # of which at most this many to one host
+    claim_batch: int = 200  # rows per claim transaction
+    lease_seconds: float = 60.0  # how long a claim keeps other workers off a row
+    flush_size: int = 500  # write when this many results wait...
+    flush_interval_seconds: float = 0.5  # ...or this long after the last write
+    idle_poll_seconds: float = 0.5  # how soon to look again when nothing is due
+    error_pause_seconds: float = 2.0  # after a database error
+    jitter_ratio: float = 0.1  # next due time: interval ± this share of it
+    retention: timedelta = timedelta(days=7)
+    keep_latest: int = 100  # checks kept per connection whatever their age
+    prune_interval_seconds: float = 300.0
+    sweep_interval_seconds: float = 1.0  # inbound deadlines
+    sweep_batch: int = 1000
+    shutdown_grace_seconds: float = 5.0  # probes in flight get this long to finish on stop
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "per_host_concurrency", "claim_batch", "flush_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        if not 0 <= self.jitter_ratio < 1:
+            raise ValueError("jitter_ratio must be in [0, 1)")
+
+
+def random_jitter(ratio: float, rng: random.Random | None = None) -> Jitter:
+    """± `ratio` of the interval, uniformly: connections created together drift apart."""
+    source = rng or random.Random()  # not for secrets: spreading load only
+
+    def jitter(interval: int) -> float:
+        return source.uniform(-ratio, ratio) * interval
+
+    return jitter
+
+
+def outcome_from_result(result: ProbeResult) -> CheckOutcome:
+    return CheckOutcome(
+        success=result.success,
+        checked_at=result.checked_at,
+        latency_ms=result.latency_ms,
+        failure_reason=result.failure_reason,
+        error=result.error,
+        http_status=result.http_status,
+        tls_cert_expires_at=result.tls_cert_expires_at,
+    )
+
+
+async def check_connection(
+    due: DueCheck,
+    context: ProbeContext,
+    key_ring: KeyRing | None,
+    *,
+    probe: ProbeFunction = run_probe,
+) -> CheckOutcome:
+    """Probe one connection. Never raises: a probe that cannot run is a failed check.
+
+    Used by the scheduler and by check-now. Such failures are reported as CONNECT (the check
+    could not reach the target) with a message that says why; secrets are masked in it.
+    """
+    checked_at, started = utc_now(), time.perf_counter()
+    credentials: Credentials | None = None
+    url = due.heartbeat.get("url")
+    try:
+        credentials = _credentials(due, key_ring)
+        target = ProbeTarget(spec=to_spec(due.heartbeat, due.external_id), credentials=credentials)
+        return outcome_from_result(await probe(target, context))
+    except (ProbeConfigError, KeyRingError) as exc:
+        message = f"cannot run the check: {exc}"
+    except Exception as exc:  # a bug in one probe must not stop the other checks
+        message = f"the probe failed unexpectedly ({type(exc).__name__}); see the worker log"
+        redact = _redactor(url, credentials)
+        # Frames only, and the message masked: an exception's text may quote a secret.
+        log.error(
+            "probe of connection %d raised %s: %s\n%s",
+            due.connection_id,
+            type(exc).__name__,
+            redact(clip(str(exc))),
+            "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+        )
+    return CheckOutcome(
+        success=False,
+        checked_at=checked_at,
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+        failure_reason=FailureReason.CONNECT,
+        error=clip(_redactor(url, credentials)(message)),
+    )
+
+
+def _credentials(due: DueCheck, key_ring: KeyRing | None) -> Credentials | None:
+    if due.credentials_ciphertext is None:
+        return None
+    if key_ring is None:
+        raise KeyRingError("the connection has stored credentials but no key ring was given")
+    return Credentials.from_secret(key_ring.decrypt(due.credentials_ciphertext))
+
+
+def _redactor(url: object, credentials: Credentials | None) -> Redactor:
+    secrets = url_secrets(url if isinstance(url, str) else None)
+    if credentials is not None:
+        secrets.extend(credentials.secrets())
+    return Redactor(secrets)
+
+
+def _host(due: DueCheck) -> str:
+    url = due.heartbeat.get("url")
+    try:
+        return (urlsplit(url).hostname or "") if isinstance(url, str) else ""
+    except ValueError:
+        return ""
+
+
+def _describe(exc: BaseException) -> str:
+    """An error in one line, without SQL or parameters (they may hold ciphertexts)."""
+    inner = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__
+
+
+_DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+
+
+class _HostLimits:
+    """One semaphore per host, dropped when no probe uses it (there may be 100k hosts)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._hosts: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, host: str) -> AsyncIterator[None]:
+        semaphore, users = self._hosts.get(host) or (asyncio.Semaphore(self._limit), 0)
+        self._hosts[host] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._hosts[host]
+            if users == 1:
+                del self._hosts[host]
+            else:
+                self._hosts[host] = (semaphore, users - 1)
+
+
+class Scheduler:
+    """Claims, probes and records heartbeats for one worker; see the module docstring."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        context: ProbeContext,
+        *,
+        worker_id: str,
+        key_ring: KeyRing | None = None,
+        config: SchedulerConfig | None = None,
+        on_changes: OnChanges | None = None,
+        probe: ProbeFunction = run_probe,
+        jitter: Jitter | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.worker_id = worker_id
+        self.config = config or SchedulerConfig()
+        self.checks_done = 0  # probe results written
+        self._sessions = sessions
+        self._context = context
+        self._key_ring = key_ring
+        self._on_changes = on_changes
+        self._probe = probe
+        self._jitter = jitter or random_jitter(self.config.jitter_ratio)
+        self._clock = clock
+        self._global = asyncio.Semaphore(self.config.concurrency)
+        self._hosts = _HostLimits(self.config.per_host_concurrency)
+        self._inflight: set[int] = set()
+        self._buffer: list[tuple[int, CheckOutcome]] = []
+        self._flush_now = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+
+    # --- one round, for tests and tools ----------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Sweep inbound deadlines, claim one batch, probe it and write it: probes recorded."""
+        await self._sweep()
+        claimed = await self._claim(self.config.claim_batch)
+        if claimed:
+            await asyncio.gather(*(self._check(item) for item in claimed[0]))
+        done = 0
+        while self._buffer:
+            written = await self._flush()
+            if written is None:
+                break  # the database is down; the claims expire and another round retries
+            done += written
+        return done
+
+    # --- the long-running loop -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; then let probes in flight finish (briefly) and write them."""
+        log.info(
+            "scheduler %s: up to %d probes at once (%d per host), lease %g s",
+            self.worker_id,
+            self.config.concurrency,
+            self.config.per_host_concurrency,
+            self.config.lease_seconds,
+        )
+        writer = asyncio.create_task(self._write_loop(), name="scheduler-writer")
+        keeper = asyncio.create_task(self._housekeeping_loop(), name="scheduler-housekeeping")
+        probes: set[asyncio.Task[None]] = set()
+        # Claim in chunks when busy: one claim per freed slot would be a transaction per probe.
+        chunk = max(1, min(self.config.claim_batch, self.config.concurrency // 4))
+        try:
+            while not stop.is_set():
+                room = self.config.concurrency - len(self._inflight)
+                if room < chunk and self._inflight:
+                    self._slot_freed.clear()
+                    await _first(stop, self._slot_freed, seconds=self.config.idle_poll_seconds)
+                    continue
+                asked = min(room, self.config.claim_batch)
+                claimed = await self._claim(asked)
+                if claimed is None:
+                    await _first(stop, seconds=self.config.error_pause_seconds)
+                    continue
+                fresh, count = claimed
+                for item in fresh:
+                    task = asyncio.create_task(self._check(item))
+                    probes.add(task)
+                    task.add_done_callback(probes.discard)
+                if count < asked:  # nothing more is due right now
+                    await _first(stop, seconds=self.config.idle_poll_seconds)
+        finally:
+            await self._shut_down(probes, writer, keeper)
+
+    # --- claiming and probing --------------------------------------------------------------------
+
+    async def _claim(self, limit: int) -> tuple[list[DueCheck], int] | None:
+        """Claim up to `limit` rows: (those to probe, how many were claimed), or None after a
+        database error (logged)."""
+        try:
+            async with self._sessions.begin() as session:
+                due = await claim_due_connections(
+                    session,
+                    worker_id=self.worker_id,
+                    now=self._clock(),
+                    limit=limit,
+                    lease_seconds=self.config.lease_seconds,
+                )
+        except _DATABASE_ERRORS as exc:
+            log.warning(
+                "scheduler %s: cannot claim due checks (%s); retrying in %g s",
+                self.worker_id,
+                _describe(exc),
+                self.config.error_pause_seconds,
+            )
+            return None
+        # A row still in flight here came back because its lease ran out while it waited:
+        # the claim renewed the lease, and the probe already under way will write it.
+        fresh = [item for item in due if item.connection_id not in self._inflight]
+        self._inflight.update(item.connection_id for item in fresh)
+        return fresh, len(due)
+
+    async def _check(self, due: DueCheck) -> None:
+        try:
+            # Host first: a probe queued behind a busy host does not hold a global slot.
+            async with self._hosts.hold(_host(due)), self._global:
+                if due.lease_expires_at is not None and self._clock() >= due.lease_expires_at:
+                    # Waited too long for a slot: the row may be another worker's by now.
+                    log.debug("connection %d: lease ran out before its probe", due.connection_id)
+                    return
+                outcome = await check_connection(
+                    due, self._context, self._key_ring, probe=self._probe
+                )
+            self._buffer.append((due.connection_id, outcome))
+            if len(self._buffer) >= self.config.flush_size:
+                self._flush_now.set()
+        finally:
+            self._inflight.discard(due.connection_id)
+            self._slot_freed.set()
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    async def _flush(self) -> int | None:
+        """Write what is buffered in one transaction: its size, or None after a database error."""
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return 0
+        try:
+            async with self._sessions.begin() as session:
+                changes = await record_outcomes(
+                    session, worker_id=self.worker_id, outcomes=batch, jitter=self._jitter
+                )
+        except _DATABASE_ERRORS as exc:
+            # Keep the results: the database may be back before their leases run out.
+            self._buffer[:0] = batch
+            log.warning(
+                "scheduler %s: cannot write %d results (%s); retrying in %g s",
+                self.worker_id,
+                len(batch),
+                _describe(exc),
+                self.config.error_pause_seconds,
+            )
+            return None
+        except asyncio.CancelledError:
+            # Stopping mid-write: the transaction rolled back; the final flush writes these.
+            self._buffer[:0] = batch
+            raise
+        except Exception:
+            # Not the database: retrying the same batch would fail the same way. Its claims
+            # expire and the checks run again.
+            log.exception("scheduler %s: dropped %d results", self.worker_id, len(batch))
+            return 0
+        self.checks_done += len(batch)
+        await self._publish(changes)
+        return len(batch)
+
+    async def _write_loop(self) -> None:
+        while True:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.config.flush_interval_seconds):
+                    await self._flush_now.wait()
+            self._flush_now.clear()
+            if await self._flush() is None:
+                await asyncio.sleep(self.config.error_pause_seconds)
+
+    async def _publish(self, changes: list[StatusChange]) -> None:
+        for change in changes:
+            log.info(
+                "connection %d: %s/%s -> %s/%s",
+                change.connection_id,
+                change.old_state.value,
+                change.old_status.value,
+                change.new_state.value,
+                change.new_status.value,
+            )
+        if changes and self._on_changes is not None:
+            try:
+                await self._on_changes(changes)
+            except Exception:  # a subscriber's failure is not the scheduler's
+                log.exception("scheduler %s: on_changes failed", self.worker_id)
+
+    # --- housekeeping ----------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Inbound connections past their deadline: count the missed heartbeats."""
+        try:
+            async with self._sessions.begin() as session:
+                changes = await mark_missed_heartbeats(
+                    session, now=self._clock(), limit=self.config.sweep_batch
+                )
+        except _DATABASE_ERRORS as exc:
+            log.warning("scheduler %s: inbound sweep failed (%s)", self.worker_id, _describe(exc))
+            return
+        await self._publish(changes)
+
+    async def prune(self) -> int:
+        """Apply the retention limit once; rows deleted (0 after a logged database error)."""
+        try:
+            async with self._sessions.begin() as session:
+                deleted = await prune_checks(
+                    session,
+                    older_than=self._clock() - self.config.retention,
+                    keep_latest=self.config.keep_latest,
+                )
+        except _DATABASE_ERRORS as exc:
+            log.warning("scheduler %s: pruning failed (%s)", self.worker_id, _describe(exc))
+            return 0
+        if deleted:
+            log.info("scheduler %s: pruned %d old checks", self.worker_id, deleted)
+        return deleted
+
+    async def _housekeeping_loop(self) -> None:
+        next_prune = time.monotonic()
+        while True:
+            try:
+                await self._sweep()
+                if time.monotonic() >= next_prune:
+                    await self.prune()
+                    next_prune = time.monotonic() + self.config.prune_interval_seconds
+            except Exception:  # never let housekeeping die silently
+                log.exception("scheduler %s: housekeeping failed", self.worker_id)
+            await asyncio.sleep(self.config.sweep_interval_seconds)
+
+    # --- stopping --------------------------------------------------------------------------------
+
+    async def _shut_down(
+        self,
+        probes: set[asyncio.Task[None]],
+        writer: asyncio.Task[None],
+        keeper: asyncio.Task[None],
+    ) -> None:
+        if probes:
+            await asyncio.wait(set(probes), timeout=self.config.shutdown_grace_seconds)
+        unfinished = sorted(self._inflight)
+        for task in (*probes, writer, keeper):
+            task.cancel()
+        await asyncio.gather(*probes, writer, keeper, return_exceptions=True)
+        while self._buffer:
+            if await self._flush() is None:
+                log.warning(
+                    "scheduler %s: %d results not written; they are checked again after the lease",
+                    self.worker_id,
+                    len(self._buffer),
+                )
+                break
+        if unfinished:
+            await self._release(unfinished)
+        log.info("scheduler %s: stopped after %d checks", self.worker_id, self.checks_done)
+
+    async def _release(self, connection_ids: Sequence[int]) -> None:
+        # So that other workers need not wait out the lease of checks this one gave up.
+        try:
+            async with self._sessions.begin() as session:
+                await release_claims(
+                    session, worker_id=self.worker_id, connection_ids=connection_ids
+                )
+        except _DATABASE_ERRORS as exc:
+            log.warning("scheduler %s: cannot release claims (%s)", self.worker_id, _describe(exc))
+
+
+async def _first(*events: asyncio.Event, seconds: float) -> None:
+    """Wait until any of `events` is set, or `seconds` pass."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

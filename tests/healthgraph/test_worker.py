@@ -1,0 +1,385 @@
+"""The worker role as real processes: one per SQLite file, many on PostgreSQL, kill -9 safe."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, insert, select, update
+
+from healthgraph.database import Database, open_database
+from healthgraph.settings import load_settings
+from healthgraph.worker import WorkerLockedError, run_worker
+from probes.scheduler import SchedulerConfig
+from store.crypto import generate_key
+from store.domain import ConnectionState, ConnectionStatus, Direction
+from store.engine import create_engine
+from store.migrate import upgrade_database
+from store.models import CheckRow, ConnectionRow, ConnectorRow, ConsumerRow
+from tests.conftest import create_postgres_database, drop_postgres_database
+
+KEY = generate_key()
+
+
+# --- a target that counts, and can hold every answer -----------------------------------------
+
+
+@dataclass
+class Target:
+    base_url: str
+    hits: Counter[str] = field(default_factory=Counter)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[Target]:
+    """GET /fast/{n}: 200 after 30 ms. GET /gated/{n}: 200 once the gate opens."""
+    state = Target(base_url="")
+
+    async def fast(request: web.Request) -> web.Response:
+        state.hits[request.match_info["n"]] += 1
+        await asyncio.sleep(0.03)
+        return web.Response(text="ok")
+
+    async def gated(request: web.Request) -> web.Response:
+        state.hits[request.match_info["n"]] += 1
+        async with asyncio.timeout(60):
+            await state.gate.wait()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/fast/{n}", fast)
+    app.router.add_get("/gated/{n}", gated)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    state.base_url = f"http://127.0.0.1:{server.port}"
+    yield state
+    state.gate.set()
+    await server.close()
+
+
+# --- databases and rows --------------------------------------------------------------------------
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
+    async with asyncio.timeout(seconds):
+        while not await condition():  # noqa: ASYNC110 - polling a database and files
+            await asyncio.sleep(0.1)
+
+
+async def add_connections(
+    database: Database, base_url: str, count: int, *, path: str, due: bool
+) -> None:
+    """`count` outbound ACTIVE connections, inserted in bulk, hourly, each its own URL."""
+    async with database.sessions.begin() as session:
+        consumer = ConsumerRow(external_id="acme", name="Acme")
+        connector = ConnectorRow(
+            slug="target",
+            name="Target",
+            category="testing",
+            heartbeat={"kind": "http", "url": f"{base_url}/", "timeout_seconds": 50},
+        )
+        session.add_all([consumer, connector])
+        await session.flush()
+        now = datetime.now(UTC)
+        await session.execute(
+            insert(ConnectionRow),
+            [
+                {
+                    "consumer_id": consumer.id,
+                    "connector_id": connector.id,
+                    "name": f"connection {n}",
+                    "direction": Direction.OUTBOUND,
+                    "state": ConnectionState.ACTIVE,
+                    "status": ConnectionStatus.UNKNOWN,
+                    "check_interval_seconds": 3600,
+                    "failure_threshold": 1,
+                    "consecutive_failures": 0,
+                    "next_check_at": now if due else None,
+                    "heartbeat": {"url": f"{base_url}/{path}/{n}"},
+                    "state_changed_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(count)
+            ],
+        )
+
+
+async def make_all_due(database: Database) -> None:
+    async with database.sessions.begin() as session:
+        await session.execute(update(ConnectionRow).values(next_check_at=datetime.now(UTC)))
+
+
+async def checks_per_connection(database: Database) -> dict[int, int]:
+    async with database.sessions() as session:
+        rows = await session.execute(
+            select(ConnectionRow.id, func.count(CheckRow.id))
+            .outerjoin(CheckRow, CheckRow.connection_id == ConnectionRow.id)
+            .group_by(ConnectionRow.id)
+        )
+        return {connection_id: count for connection_id, count in rows.all()}
+
+
+async def count_checks(database: Database) -> int:
+    async with database.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(CheckRow)) or 0)
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    url = await create_postgres_database()
+    engine = create_engine(url)
+    try:
+        await upgrade_database(engine)
+    finally:
+        await engine.dispose()
+    yield url
+    await drop_postgres_database(url)
+
+
+@pytest.fixture
+async def postgres(postgres_url: str) -> AsyncIterator[Database]:
+    database = await open_database(postgres_url)
+    yield database
+    await database.close()
+
+
+# --- worker processes ---------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    process: asyncio.subprocess.Process
+    log_path: Path
+    log_file: IO[str]
+
+    async def log(self) -> str:
+        return await asyncio.to_thread(self.log_path.read_text)
+
+    async def wait_started(self) -> None:
+        async def started() -> bool:
+            if self.process.returncode is not None:
+                raise AssertionError(f"worker exited early:\n{await self.log()}")
+            return "healthgraph worker" in await self.log() and " started on " in await self.log()
+
+        await wait_until(started, 20)
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        returncode = await asyncio.wait_for(self.process.wait(), 20)
+        self.log_file.close()
+        return returncode
+
+    async def checks_done(self) -> int:
+        found = re.search(r"stopped after (\d+) checks", await self.log())
+        assert found, await self.log()
+        return int(found.group(1))
+
+
+def worker_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHGRAPH_")}
+    env.update(
+        HEALTHGRAPH_DATABASE_URL=database_url,
+        HEALTHGRAPH_ALLOW_TARGETS="127.0.0.1/32",
+        HEALTHGRAPH_SECRET_KEYS=KEY,
+        HEALTHGRAPH_LOG_LEVEL="INFO",
+    )
+    return env
+
+
+@pytest.fixture
+async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    started: list[Worker] = []
+
+    async def start(database_url: str, *options: str) -> Worker:
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        log_file = log_path.open("w")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "healthgraph.worker",
+            *options,
+            env=worker_env(database_url),
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=log_file,
+        )
+        worker = Worker(process, log_path, log_file)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.process.returncode is None:
+            worker.process.kill()
+            await worker.process.wait()
+        worker.log_file.close()
+
+
+# --- SQLite: exactly one worker ---------------------------------------------------------------
+
+
+async def test_sqlite_worker_checks_and_a_second_one_is_refused(
+    tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hg.db'}"
+    database = await open_database(url)
+    try:
+        await add_connections(database, target.base_url, 3, path="fast", due=True)
+        first = await workers(url)
+        await first.wait_started()
+
+        second = await workers(url)
+        assert await asyncio.wait_for(second.process.wait(), 20) == 2
+        assert (
+            f"healthgraph: another healthgraph worker already uses {tmp_path / 'hg.db'}; "
+            "SQLite supports exactly one worker — use PostgreSQL for more"
+        ) in await second.log()
+
+        async def all_checked() -> bool:
+            return await count_checks(database) == 3
+
+        await wait_until(all_checked)
+        assert await first.stop() == 0
+        assert await first.checks_done() == 3
+        assert sorted(target.hits.values()) == [1, 1, 1]
+    finally:
+        await database.close()
+
+    # Once the first has stopped, the file is free again.
+    third = await workers(url)
+    await third.wait_started()
+    assert await third.stop() == 0
+
+
+async def test_run_worker_in_process_refuses_a_second_one_on_sqlite(tmp_path: Path) -> None:
+    settings = load_settings({"HEALTHGRAPH_DATABASE_URL": f"sqlite:///{tmp_path / 'hg.db'}"})
+    stop = asyncio.Event()
+    config = SchedulerConfig(idle_poll_seconds=0.05)
+    running = asyncio.create_task(run_worker(settings, stop, config=config))
+    async with asyncio.timeout(20):
+        while not (tmp_path / "hg.db.worker.lock").exists():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    with pytest.raises(WorkerLockedError, match="SQLite supports exactly one worker"):
+        await run_worker(settings, asyncio.Event())
+    stop.set()
+    await asyncio.wait_for(running, 20)
+
+
+async def test_an_unreachable_database_stops_the_worker_with_a_message(
+    workers: Callable[..., Awaitable[Worker]],
+) -> None:
+    worker = await workers("postgresql://nobody@127.0.0.1:1/none")
+    assert await asyncio.wait_for(worker.process.wait(), 30) == 1
+    assert "healthgraph: cannot reach the database" in await worker.log()
+    assert "Traceback" not in await worker.log()
+
+
+# --- PostgreSQL: many workers ----------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_three_workers_check_each_of_2000_connections_exactly_once(
+    postgres: Database,
+    postgres_url: str,
+    target: Target,
+    workers: Callable[..., Awaitable[Worker]],
+) -> None:
+    await add_connections(postgres, target.base_url, 2000, path="fast", due=False)
+    started = [await workers(postgres_url) for _ in range(3)]
+    for worker in started:
+        await worker.wait_started()
+    await make_all_due(postgres)  # all three are polling when the work appears
+
+    async def all_checked() -> bool:
+        return await count_checks(postgres) >= 2000
+
+    await wait_until(all_checked, 40)
+    await asyncio.sleep(1)  # a duplicate would need a moment more to land
+    assert [await worker.stop() for worker in started] == [0, 0, 0]
+
+    per_connection = await checks_per_connection(postgres)
+    assert len(per_connection) == 2000
+    assert Counter(per_connection.values()) == {1: 2000}
+    assert len(target.hits) == 2000 and set(target.hits.values()) == {1}
+    done = [await worker.checks_done() for worker in started]
+    assert sum(done) == 2000
+    assert all(n > 0 for n in done), done  # the work was shared
+
+
+@pytest.mark.postgres
+async def test_a_killed_workers_claims_are_checked_by_the_others_after_the_lease(
+    postgres: Database,
+    postgres_url: str,
+    target: Target,
+    workers: Callable[..., Awaitable[Worker]],
+) -> None:
+    await add_connections(postgres, target.base_url, 400, path="gated", due=False)
+    victim = await workers(postgres_url, "--lease-seconds", "3", "--concurrency", "100")
+    await victim.wait_started()
+    await make_all_due(postgres)
+
+    async def holding_claims() -> bool:
+        async with postgres.sessions() as session:
+            claimed = await session.scalar(
+                select(func.count()).where(ConnectionRow.claimed_by.is_not(None))
+            )
+        return claimed == 100 and sum(target.hits.values()) >= 10  # probes under way
+
+    await wait_until(holding_claims)
+    victim.process.kill()  # SIGKILL: no clean-up of any kind
+    assert await asyncio.wait_for(victim.process.wait(), 10) == -signal.SIGKILL
+    async with postgres.sessions() as session:
+        orphaned = dict(
+            (
+                await session.execute(
+                    select(ConnectionRow.id, ConnectionRow.lease_expires_at).where(
+                        ConnectionRow.claimed_by == f"{socket.gethostname()}:{victim.process.pid}"
+                    )
+                )
+            ).all()
+        )
+    assert len(orphaned) == 100
+    assert await count_checks(postgres) == 0
+
+    target.gate.set()  # from now on the target answers at once
+    rescuers = [await workers(postgres_url, "--lease-seconds", "3") for _ in range(2)]
+
+    async def all_checked() -> bool:
+        return await count_checks(postgres) >= 400
+
+    await wait_until(all_checked, 40)
+    await asyncio.sleep(0.5)
+    assert [await worker.stop() for worker in rescuers] == [0, 0]
+
+    assert Counter((await checks_per_connection(postgres)).values()) == {1: 400}
+    async with postgres.sessions() as session:
+        rows = (
+            await session.execute(
+                select(CheckRow.connection_id, CheckRow.checked_at).where(
+                    CheckRow.connection_id.in_(orphaned)
+                )
+            )
+        ).all()
+        unclaimed = await session.scalar(
+            select(func.count()).where(ConnectionRow.claimed_by.is_not(None))
+        )
+    assert len(rows) == 100
+    for connection_id, checked_at in rows:
+        assert checked_at >= orphaned[connection_id]  # only once the lease had run out
+    assert unclaimed == 0
