@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +14,7 @@ from graphql_schema.links import LinkSigner
 from probes.guard import AddressGuard
 from store.crypto import KeyRing
 from store.domain import TokenScope
+from store.events import Broadcaster
 
 if TYPE_CHECKING:
     from graphql_schema.loaders import Loaders
@@ -59,6 +60,7 @@ class Services:
     key_ring: Callable[[], KeyRing] = _no_key_ring
     link_signer: LinkSigner | None = None
     public_url: str = ""
+    broadcaster: Broadcaster = field(default_factory=Broadcaster)
 
 
 class GraphQLContext:
@@ -96,6 +98,17 @@ class GraphQLContext:
 
         self.loaders = Loaders(self)
         return result
+
+    async def refresh(self) -> None:
+        """Forget what this context has read: the next read sees the database as it is now.
+
+        A subscription lives as long as its websocket; each event must not see a stale snapshot.
+        """
+        async with self._lock:
+            await self._end_read()
+        from graphql_schema.loaders import Loaders
+
+        self.loaders = Loaders(self)
 
     async def _end_read(self) -> None:
         if self._session is not None:

@@ -374,6 +374,7 @@ class Mutation:
             values["heartbeat"] = values["heartbeat"].to_dict() if values["heartbeat"] else {}
             await _check_target(info, "heartbeat", values["heartbeat"])
         record = await _write(info, lambda s: commands.update_connection(s, row_id, **values))
+        await info.context.services.broadcaster.publish([record.id])
         return ConnectionNode.from_record(record)
 
     @strawberry.mutation
@@ -444,6 +445,7 @@ class Mutation:
         row_id = await _owned(info, "Connection", connection_id)
         now = datetime.now(UTC)
         record = await _write(info, lambda s: commands.record_inbound_heartbeat(s, row_id, at=now))
+        await info.context.services.broadcaster.publish([record.id])
         return ConnectionNode.from_record(record)
 
     @strawberry.mutation

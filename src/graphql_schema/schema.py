@@ -21,6 +21,7 @@ from graphql_schema.context import GraphQLContext
 from graphql_schema.errors import is_client_error
 from graphql_schema.mutation import Mutation
 from graphql_schema.query import Query
+from graphql_schema.subscription import Subscription
 
 MAX_DEPTH = 10
 MAX_ALIASES = 30
@@ -49,7 +50,9 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     ]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+    return strawberry.Schema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
 
 
 if __name__ == "__main__":

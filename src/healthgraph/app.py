@@ -29,6 +29,7 @@ from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGrap
 from healthgraph.settings import Settings
 from probes.guard import AddressGuard
 from store.crypto import KeyRing
+from store.events import broadcaster_for
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,10 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
             await ensure_schema(database)
             if demo:
                 await load_demo(database, settings)
+            await services.broadcaster.start()
             yield
         finally:
+            await services.broadcaster.stop()
             await database.close()
 
     policy = AccessPolicy(anonymous_read=settings.anonymous_read, anonymous_read_loopback=demo)
@@ -120,6 +123,7 @@ def _services(settings: Settings) -> Services:
         key_ring=ring,
         link_signer=LinkSigner(key_ring.derive("consumer-links")) if key_ring else None,
         public_url=settings.base_url,
+        broadcaster=broadcaster_for(settings.database_url),
     )
 
 

@@ -37,6 +37,7 @@ class ConnectorFilter:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionFilter:
+    connection_ids: tuple[int, ...] | None = None
     consumer_ids: tuple[int, ...] | None = None
     connector_ids: tuple[int, ...] | None = None
     states: tuple[ConnectionState, ...] | None = None

@@ -112,6 +112,7 @@ def connector_conditions(f: ConnectorFilter) -> list[ColumnElement[bool]]:
 
 def connection_conditions(f: ConnectionFilter) -> list[ColumnElement[bool]]:
     conditions = [
+        *_in(ConnectionRow.id, f.connection_ids),
         *_in(ConnectionRow.consumer_id, f.consumer_ids),
         *_in(ConnectionRow.connector_id, f.connector_ids),
         *_in(ConnectionRow.state, f.states),
