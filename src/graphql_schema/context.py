@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from graphql_schema.errors import ClientError, PermissionDeniedError
 from graphql_schema.links import LinkSigner
 from probes.guard import AddressGuard
+from probes.target import ProbeContext
 from store.crypto import KeyRing
 from store.domain import TokenScope
 from store.events import Broadcaster
@@ -61,6 +62,9 @@ class Services:
     link_signer: LinkSigner | None = None
     public_url: str = ""
     broadcaster: Broadcaster = field(default_factory=Broadcaster)
+    # Set while the app runs: what check-now probes with.
+    probe_context: ProbeContext | None = None
+    credentials_key_ring: KeyRing | None = None
 
 
 class GraphQLContext:

@@ -26,13 +26,15 @@ from graphql_schema.types import (
     Use,
 )
 from probes.errors import BlockedAddressError, ProbeConfigError
-from store import commands, domain
+from probes.scheduler import check_connection, random_jitter
+from store import commands, domain, scheduling
 from store.errors import ConflictError, NotFoundError, ValidationError
 from store.heartbeat import heartbeat_problems
 
 T = TypeVar("T")
 
 MAX_LINK_SECONDS = 30 * 86400
+JITTER_RATIO = 0.1
 
 
 def _camel(snake: str) -> str:
@@ -437,6 +439,31 @@ class Mutation:
             info, lambda s: commands.report_use_run(s, row_id, success=success, error=error, at=now)
         )
         return Use.from_record(record)
+
+    @strawberry.mutation(description="Probe the connection now and return it, fresh.")
+    async def check_connection_now(self, info: Info, id: strawberry.ID) -> ConnectionNode:
+        row_id = await _owned(info, "Connection", id)
+        info.context.viewer.require(domain.TokenScope.WRITE)
+        services = info.context.services
+        connection = await info.context.loaders.connection.load(row_id)
+        assert connection is not None
+        if connection.direction is domain.Direction.INBOUND:
+            raise ClientError(f"connection {id!r} is inbound: it calls in, it is not probed")
+        if services.probe_context is None:
+            raise ClientError("checks cannot run right now: the service is starting or stopping")
+        due = await info.context.read(lambda s: scheduling.load_due_check(s, row_id))
+        assert due is not None
+        outcome = await check_connection(due, services.probe_context, services.credentials_key_ring)
+        await _write(
+            info,
+            lambda s: scheduling.record_unclaimed_outcomes(
+                s, outcomes=[(row_id, outcome)], jitter=random_jitter(JITTER_RATIO)
+            ),
+        )
+        await services.broadcaster.publish([row_id])
+        fresh = await info.context.loaders.connection.load(row_id)
+        assert fresh is not None
+        return ConnectionNode.from_record(fresh)
 
     @strawberry.mutation(description="An inbound connection calls in: it is up for one interval.")
     async def record_inbound_heartbeat(

@@ -1,4 +1,4 @@
-"""The Starlette application: health endpoints now; GraphQL, /metrics and exports plug in here."""
+"""The Starlette application: health, GraphQL, exports, push endpoints, the consumer page."""
 
 from __future__ import annotations
 
@@ -26,9 +26,13 @@ from healthgraph.demo import demo_catalog
 from healthgraph.demo.endpoints import demo_routes
 from healthgraph.errors import SettingsError
 from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
+from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.settings import Settings
+from healthgraph.worker import run_worker
 from probes.guard import AddressGuard
+from probes.target import ProbeContext
 from store.crypto import KeyRing
+from store.domain import StatusChange
 from store.events import broadcaster_for
 
 log = logging.getLogger(__name__)
@@ -55,9 +59,13 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "database": "ok"})
 
 
-def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
-    """The app for `settings`; with `demo`, the demo catalog is applied at start-up and
-    anonymous reads are allowed from this machine only."""
+def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = False) -> Starlette:
+    """The app for `settings`.
+
+    `scheduler`: also run the heartbeat scheduler in this process (`healthgraph serve`).
+    `demo`: apply the demo catalog at start-up, let its heartbeats reach this server on
+    loopback, and allow anonymous reads from this machine only.
+    """
     if demo:
         # The demo's heartbeats call this very server on loopback.
         settings = replace(settings, allow_targets=(*settings.allow_targets, *LOOPBACK))
@@ -71,7 +79,13 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
             if demo:
                 await load_demo(database, settings)
             await services.broadcaster.start()
-            yield
+            async with ProbeContext.create(allow=settings.allow_targets) as probe_context:
+                services.probe_context = probe_context
+                if scheduler:
+                    async with _scheduler_running(settings, services):
+                        yield
+                else:
+                    yield
         finally:
             await services.broadcaster.stop()
             await database.close()
@@ -93,6 +107,16 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
             Authenticated(request_response(consumers_csv), database, policy),
             methods=["GET"],
         ),
+        Route(
+            "/push/heartbeat/{id}",
+            Authenticated(request_response(inbound_heartbeat), database, policy),
+            methods=["POST"],
+        ),
+        Route(
+            "/push/use-run/{id}",
+            Authenticated(request_response(use_run), database, policy),
+            methods=["POST"],
+        ),
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]
@@ -103,6 +127,25 @@ def create_app(settings: Settings, *, demo: bool = False) -> Starlette:
     app.state.settings = settings
     app.state.services = services
     return app
+
+
+@asynccontextmanager
+async def _scheduler_running(settings: Settings, services: Services) -> AsyncIterator[None]:
+    """The worker role inside this process, stopped (claims released) when the app stops."""
+    stop = asyncio.Event()
+
+    async def publish(changes: list[StatusChange]) -> None:
+        await services.broadcaster.publish(change.connection_id for change in changes)
+
+    task = asyncio.create_task(run_worker(settings, stop, on_changes=publish))
+    await asyncio.sleep(0)  # let it take the SQLite worker lock, or fail to, before serving
+    if task.done():
+        task.result()  # e.g. WorkerLockedError: another worker already uses this SQLite file
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 def _services(settings: Settings) -> Services:
@@ -121,6 +164,7 @@ def _services(settings: Settings) -> Services:
     return Services(
         guard=AddressGuard(settings.allow_targets),
         key_ring=ring,
+        credentials_key_ring=key_ring,
         link_signer=LinkSigner(key_ring.derive("consumer-links")) if key_ring else None,
         public_url=settings.base_url,
         broadcaster=broadcaster_for(settings.database_url),

@@ -17,10 +17,14 @@ from healthgraph.catalog.export import dump_yaml, export_catalog
 from healthgraph.catalog.spec import CatalogSpec, load_catalog_file
 from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError
+from healthgraph.keys import add_key_to_file, retire_old_keys, rotate_keys
+from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
-from store.domain import TokenScope
+from healthgraph.worker import run_until_signalled
+from store.domain import StatusChange, TokenScope
 from store.engine import create_engine
 from store.errors import StoreError
+from store.events import broadcaster_for
 from store.migrate import current_revision, upgrade_database
 from store.tokens import create_token
 
@@ -40,10 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the API (all in one process)")
+    serve = commands.add_parser("serve", help="API and scheduler in one process (the default)")
     serve.add_argument("--demo", action="store_true", help="load the demo catalog and its targets")
-    serve.add_argument("--host", help="address to bind (HEALTHGRAPH_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to bind (HEALTHGRAPH_PORT, default 8000)")
+    api = commands.add_parser("api", help="the API only (stateless; run many against PostgreSQL)")
+    for server in (serve, api):
+        server.add_argument("--host", help="address to bind (HEALTHGRAPH_HOST, default 127.0.0.1)")
+        server.add_argument(
+            "--port", type=int, help="port to bind (HEALTHGRAPH_PORT, default 8000)"
+        )
+    commands.add_parser("worker", help="the heartbeat scheduler only (many on PostgreSQL)")
+
+    keys = commands.add_parser("keys", help="credential encryption keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_commands.add_parser(
+        "rotate",
+        help="re-encrypt every credential under the newest key (embedded: generate it first)",
+    )
 
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -73,14 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `healthgraph` console script."""
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(
-            **({"host": args.host, "port": args.port} if args.command == "serve" else {})
-        )
-        logging.basicConfig(
-            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        # Alembic narrates every step at INFO; open_database says what changed instead.
-        logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
+        serving = args.command in ("serve", "api")
+        settings = load_settings(**({"host": args.host, "port": args.port} if serving else {}))
+        configure_logging(settings.log_level)
         return _run(args, settings)
     except (HealthgraphError, StoreError) as exc:
         print(f"healthgraph: {exc}", file=sys.stderr)
@@ -97,7 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     match args.command:
         case "serve":
-            return _serve(settings, demo=args.demo)
+            return _serve(settings, demo=args.demo, scheduler=True)
+        case "api":
+            return _serve(settings, demo=False, scheduler=False)
+        case "worker":
+            asyncio.run(_worker(settings))
+            return EXIT_OK
+        case "keys":
+            return asyncio.run(_keys_rotate(settings))
         case "db":
             return asyncio.run(_db_upgrade(settings))
         case "apply":
@@ -116,14 +134,47 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(args.command)
 
 
-def _serve(settings: Settings, *, demo: bool) -> int:
+def _serve(settings: Settings, *, demo: bool, scheduler: bool) -> int:
     import uvicorn
 
     from healthgraph.app import create_app
 
-    app = create_app(settings, demo=demo)
+    app = create_app(settings, demo=demo, scheduler=scheduler)
     print(f"healthgraph: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return EXIT_OK
+
+
+async def _worker(settings: Settings) -> None:
+    broadcaster = broadcaster_for(settings.database_url, listen=False)
+    await broadcaster.start()
+
+    async def publish(changes: list[StatusChange]) -> None:
+        await broadcaster.publish(change.connection_id for change in changes)
+
+    try:
+        await run_until_signalled(settings, on_changes=publish)
+    finally:
+        await broadcaster.stop()
+
+
+async def _keys_rotate(settings: Settings) -> int:
+    """With HEALTHGRAPH_SECRET_KEYS (new key first, old ones after) re-encrypt under the first;
+    on the embedded key file, generate the new key too and retire the old ones afterwards."""
+    database = await open_database(settings.database_url)
+    try:
+        if settings.secret_keys:
+            count = await rotate_keys(database.sessions, settings.key_ring())
+            advice = "; the other keys of HEALTHGRAPH_SECRET_KEYS can now be removed"
+        else:
+            key_file = settings.key_file()
+            settings.key_ring()  # the key file exists from here on
+            count = await rotate_keys(database.sessions, add_key_to_file(key_file))
+            retire_old_keys(key_file)
+            advice = f"; {key_file} now holds only the new key"
+    finally:
+        await database.close()
+    print(f"re-encrypted {count} credentials under the newest key{advice}")
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 
 from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError
+from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
 from probes.scheduler import OnChanges, Scheduler, SchedulerConfig
 from probes.target import ProbeContext
@@ -167,10 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (HealthgraphError, ValueError) as exc:
         print(f"healthgraph: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
+    configure_logging(settings.log_level)
     try:
         asyncio.run(run_until_signalled(settings, config=config))
     except (HealthgraphError, StoreError) as exc:

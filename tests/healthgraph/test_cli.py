@@ -232,3 +232,59 @@ def test_token_create_prints_a_working_token_once(
         2,
         "healthgraph: --expires-in-days: 0 is out of range; use 1..3650\n",
     )
+
+
+def test_keys_rotate_on_the_embedded_key_file(tmp_path: Path, sqlite_env: dict[str, str]) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        BASE.replace(
+            "        check_interval_seconds: 60\n",
+            "        check_interval_seconds: 60\n        credentials: {kind: bearer, token_env: ACME_TOKEN}\n",
+        )
+    )
+    env = {**sqlite_env, "ACME_TOKEN": "canary-rotate-5e2a"}
+    assert healthgraph("apply", str(catalog), env=env, cwd=tmp_path).returncode == 0
+    key_file = tmp_path / "healthgraph.key"
+    old_key = key_file.read_text().strip()
+
+    rotated = healthgraph("keys", "rotate", env=sqlite_env, cwd=tmp_path)
+    assert (rotated.returncode, rotated.stdout) == (
+        0,
+        f"re-encrypted 1 credentials under the newest key; {key_file} now holds only the new key\n",
+    )
+    new_key = key_file.read_text().strip()
+    assert new_key != old_key
+    assert len(new_key.splitlines()) == 1
+    assert "canary-rotate-5e2a" not in rotated.stdout + rotated.stderr
+    # Still the same secret, now only under the new key: a second apply sees no change.
+    again = healthgraph("apply", str(catalog), env=env, cwd=tmp_path)
+    assert again.stdout == f"{catalog}: no changes\n"
+
+
+def test_a_second_worker_on_one_sqlite_file_is_refused(
+    tmp_path: Path, sqlite_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHGRAPH_")} | sqlite_env
+    first = subprocess.Popen(
+        [sys.executable, "-m", "healthgraph.cli", "worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lock = tmp_path / "hg.db.worker.lock"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not lock.exists():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        second = healthgraph("worker", env=sqlite_env, cwd=tmp_path)
+        assert second.returncode == 2
+        assert second.stderr == (
+            f"healthgraph: another healthgraph worker already uses {tmp_path / 'hg.db'}; SQLite "
+            "supports exactly one worker — use PostgreSQL for more\n"
+        )
+    finally:
+        first.terminate()
+        assert first.wait(timeout=20) == 0
