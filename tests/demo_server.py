@@ -13,7 +13,7 @@ from healthgraph.database import Database
 from store.domain import TokenScope
 from store.tokens import create_token
 
-QUERIES = Path(__file__).resolve().parents[2] / "docs" / "queries"
+QUERIES = Path(__file__).resolve().parents[1] / "docs" / "queries"
 
 
 @dataclass
