@@ -13,8 +13,12 @@ from gql.transport.exceptions import TransportQueryError
 
 from healthgraph.app import create_app
 from healthgraph.settings import Settings
+from store.crypto import generate_key
 from store.domain import TokenScope
+from store.engine import create_engine
+from store.migrate import upgrade_database
 from store.tokens import create_token, revoke_token
+from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.demo_server import Server, view
 from tests.servers import running
 
@@ -218,3 +222,31 @@ async def test_depth_alias_and_token_limits(demo: Server, reader: str) -> None:
         with pytest.raises(TransportQueryError) as caught:
             await demo.execute(reader, query)
         assert fragment in str(caught.value)
+
+
+async def test_internal_errors_are_masked() -> None:
+    """The database vanishing mid-service: clients get "Unexpected error.", never SQL or a trace."""
+    url = await create_postgres_database()
+    dropped = False
+    try:
+        engine = create_engine(url)
+        await upgrade_database(engine)
+        await engine.dispose()
+        settings = Settings(database_url=url, anonymous_read=True, secret_keys=(generate_key(),))
+        async with (
+            running(create_app(settings)) as base,
+            httpx.AsyncClient(base_url=base) as client,
+        ):
+            ok = await client.post("/graphql", json={"query": "{ consumers { totalCount } }"})
+            await drop_postgres_database(url)
+            dropped = True
+            broken = await client.post("/graphql", json={"query": "{ consumers { totalCount } }"})
+    finally:
+        if not dropped:
+            await drop_postgres_database(url)
+    assert ok.json() == {"data": {"consumers": {"totalCount": 0}}}
+    body = broken.json()
+    assert [e["message"] for e in body["errors"]] == ["Unexpected error."]
+    text = json.dumps(body).lower()
+    for leak in ("select", "sqlalchemy", "asyncpg", "traceback", "hg_test_"):
+        assert leak not in text
