@@ -163,8 +163,10 @@ class Loaders:
 
     @cached_property
     def use_counts_of(self) -> DataLoader[tuple[int, Any], int]:
-        async def fetch(session: AsyncSession, ids: list[int], f: UseFilter) -> dict[int, int]:
-            return await queries.count_uses_per_connection(session, ids, f)
+        async def fetch(
+            session: AsyncSession, ids: list[int], args: tuple[UseFilter]
+        ) -> dict[int, int]:
+            return await queries.count_uses_per_connection(session, ids, *args)
 
         return _grouped(self.context, fetch)
 

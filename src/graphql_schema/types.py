@@ -3,10 +3,12 @@ and go through the request's DataLoaders, so nesting never multiplies statements
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import strawberry
+from strawberry.dataloader import DataLoader
 
 from graphql_schema import relay
 from graphql_schema.context import GraphQLContext
@@ -21,8 +23,29 @@ from graphql_schema.inputs import (
 )
 from store import domain, queries
 from store.heartbeat import merge, to_spec
+from store.pagination import Page
 
 Info = strawberry.Info[GraphQLContext, None]
+
+R = TypeVar("R")
+N = TypeVar("N")
+
+
+async def _nested(
+    pages: DataLoader[tuple[int, Any], Page[R]],
+    counts: DataLoader[tuple[int, Any], int],
+    parent_id: int,
+    arguments: tuple[Any, ...],
+    first: int | None,
+    after: str | None,
+    wrap: Callable[[R], N],
+) -> relay.Connection[N]:
+    """A nested list (a consumer's connections, a connection's uses…) through its loaders:
+    every parent on the page is answered by one statement, and one more for totalCount."""
+    page = relay.page_request(first, after)
+    result = await pages.load((parent_id, (*arguments, page)))
+    return relay.to_connection(result, wrap, lambda: counts.load((parent_id, arguments)))
+
 
 First = Annotated[int | None, strawberry.argument(description=relay.FIRST_DESCRIPTION)]
 
@@ -127,13 +150,15 @@ class Consumer(relay.Node):
         after: str | None = None,
     ) -> relay.Connection[ConnectionNode]:
         f = connection_filter(filter, search, info.context.viewer)
-        page = relay.page_request(first, after)
         loaders = info.context.loaders
-        result = await loaders.connections_of.load((self._row_id, ("consumer", f, page)))
-        return relay.to_connection(
-            result,
+        return await _nested(
+            loaders.connections_of,
+            loaders.connection_counts_of,
+            self._row_id,
+            ("consumer", f),
+            first,
+            after,
             ConnectionNode.from_record,
-            lambda: loaders.connection_counts_of.load((self._row_id, ("consumer", f))),
         )
 
     @strawberry.field
@@ -146,13 +171,15 @@ class Consumer(relay.Node):
         after: str | None = None,
     ) -> relay.Connection[SyncActivation]:
         f = sync_activation_filter(filter, search, info.context.viewer)
-        page = relay.page_request(first, after)
         loaders = info.context.loaders
-        result = await loaders.activations_of.load((self._row_id, ("consumer", f, page)))
-        return relay.to_connection(
-            result,
+        return await _nested(
+            loaders.activations_of,
+            loaders.activation_counts_of,
+            self._row_id,
+            ("consumer", f),
+            first,
+            after,
             SyncActivation.from_record,
-            lambda: loaders.activation_counts_of.load((self._row_id, ("consumer", f))),
         )
 
 
@@ -187,13 +214,15 @@ class Connector(relay.Node):
         after: str | None = None,
     ) -> relay.Connection[ConnectionNode]:
         f = connection_filter(filter, search, info.context.viewer)
-        page = relay.page_request(first, after)
         loaders = info.context.loaders
-        result = await loaders.connections_of.load((self._row_id, ("connector", f, page)))
-        return relay.to_connection(
-            result,
+        return await _nested(
+            loaders.connections_of,
+            loaders.connection_counts_of,
+            self._row_id,
+            ("connector", f),
+            first,
+            after,
             ConnectionNode.from_record,
-            lambda: loaders.connection_counts_of.load((self._row_id, ("connector", f))),
         )
 
 
@@ -286,13 +315,15 @@ class ConnectionNode(relay.Node):
         after: str | None = None,
     ) -> relay.Connection[Use]:
         f = use_filter(filter, search)
-        page = relay.page_request(first, after)
         loaders = info.context.loaders
-        result = await loaders.uses_of.load((self._record.id, (f, page)))
-        return relay.to_connection(
-            result,
+        return await _nested(
+            loaders.uses_of,
+            loaders.use_counts_of,
+            self._record.id,
+            (f,),
+            first,
+            after,
             Use.from_record,
-            lambda: loaders.use_counts_of.load((self._record.id, f)),
         )
 
     @strawberry.field(description="Heartbeat history, newest first.")
@@ -424,13 +455,15 @@ class Sync(relay.Node):
         after: str | None = None,
     ) -> relay.Connection[SyncActivation]:
         f = sync_activation_filter(filter, search, info.context.viewer)
-        page = relay.page_request(first, after)
         loaders = info.context.loaders
-        result = await loaders.activations_of.load((self._row_id, ("sync", f, page)))
-        return relay.to_connection(
-            result,
+        return await _nested(
+            loaders.activations_of,
+            loaders.activation_counts_of,
+            self._row_id,
+            ("sync", f),
+            first,
+            after,
             SyncActivation.from_record,
-            lambda: loaders.activation_counts_of.load((self._row_id, ("sync", f))),
         )
 
 
