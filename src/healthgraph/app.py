@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from healthgraph.catalog.apply import apply_catalog
 from healthgraph.consumer_page import consumer_page
 from healthgraph.csv_export import consumers_csv
 from healthgraph.database import Database, connect, ensure_schema
-from healthgraph.demo import demo_catalog
+from healthgraph.demo import activity, demo_catalog
 from healthgraph.demo.endpoints import demo_routes
 from healthgraph.errors import SettingsError
 from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
@@ -81,10 +82,13 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
             await services.broadcaster.start()
             async with ProbeContext.create(allow=settings.allow_targets) as probe_context:
                 services.probe_context = probe_context
-                if scheduler:
-                    async with _scheduler_running(settings, services):
-                        yield
-                else:
+                async with contextlib.AsyncExitStack() as running:
+                    if scheduler:
+                        await running.enter_async_context(_scheduler_running(settings, services))
+                    if demo and scheduler:
+                        # The remote sides act only when the service runs checks too, so a
+                        # demo without the scheduler (the tests') stays as the catalog says.
+                        await running.enter_async_context(_demo_activity(database, services))
                     yield
         finally:
             await services.broadcaster.stop()
@@ -127,6 +131,17 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     app.state.settings = settings
     app.state.services = services
     return app
+
+
+@asynccontextmanager
+async def _demo_activity(database: Database, services: Services) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(activity.simulate(database, services.broadcaster, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 @asynccontextmanager

@@ -244,9 +244,9 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _first_due(direction: Direction, interval: int, now: datetime) -> datetime:
-    # An outbound connection is probed at once; an inbound one gets a whole interval to call
-    # in before its silence counts as a missed heartbeat.
+def first_due(direction: Direction, interval: int, now: datetime) -> datetime:
+    """When a new connection is first due: an outbound one is probed at once; an inbound one
+    gets a whole interval to call in before its silence counts as a missed heartbeat."""
     return now if direction == Direction.OUTBOUND else now + timedelta(seconds=interval)
 
 
@@ -632,7 +632,7 @@ async def create_connection(
         check_interval_seconds=interval,
         failure_threshold=threshold,
         heartbeat=override,
-        next_check_at=_first_due(direction, interval, now),
+        next_check_at=first_due(direction, interval, now),
         state_changed_at=now,
         created_at=now,
     )
@@ -705,7 +705,7 @@ async def update_connection(
             row.state_changed_at = now
         if changed & {"connector_id", "direction", "check_interval_seconds", "heartbeat"}:
             # Check the new settings promptly instead of after the old interval.
-            row.next_check_at = _first_due(row.direction, row.check_interval_seconds, now)
+            row.next_check_at = first_due(row.direction, row.check_interval_seconds, now)
     return records.connection(row)
 
 

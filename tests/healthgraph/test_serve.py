@@ -47,3 +47,8 @@ async def test_serve_checks_the_demo_by_itself(database_url: str) -> None:
     assert now["failedConnections"] > before["failedConnections"]
     reasons = {n["failureReason"] for n in detail["connections"]["nodes"]}
     assert {"HTTP_STATUS", "AUTH"} <= reasons
+    assert remote["inbound"]["totalCount"] > 0
+    assert {n["instanceHealth"]["status"] for n in remote["all"]["nodes"]} >= {
+        "HEALTHY",
+        "DEGRADED",
+    }

@@ -16,6 +16,7 @@ from sqlalchemy.orm import selectinload
 
 from healthgraph.catalog.spec import CatalogSpec, ConnectionSpec, check_references, resolve_secret
 from healthgraph.errors import CatalogError
+from store.commands import first_due
 from store.crypto import KeyRing
 from store.domain import ConnectionState, SyncStep
 from store.models import (
@@ -149,9 +150,8 @@ async def apply_catalog(
             connection_row = existing.get(connection.name)
             secret = secrets.get((consumer.external_id, connection.name))
             if connection_row is None:
-                connection_row = ConnectionRow(
-                    name=connection.name, uses=[], next_check_at=utcnow()
-                )
+                due = first_due(connection.direction, connection.check_interval_seconds, utcnow())
+                connection_row = ConnectionRow(name=connection.name, uses=[], next_check_at=due)
                 row.connections.append(connection_row)
                 _apply_connection(connection_row, connection, connectors, secret, key_ring)
                 report.create(label)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from healthgraph.catalog.spec import DEFAULT_CHECK_INTERVAL_SECONDS
+from store.commands import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
 from store.domain import SYNC_STEPS, Direction
 from store.models import (
     ConnectionRow,
@@ -99,7 +99,7 @@ def _connection(row: ConnectionRow, slugs: dict[int, str]) -> dict[str, Any]:
     }
     if row.check_interval_seconds != DEFAULT_CHECK_INTERVAL_SECONDS:
         out["check_interval_seconds"] = row.check_interval_seconds
-    if row.failure_threshold != 1:
+    if row.failure_threshold != DEFAULT_FAILURE_THRESHOLD:
         out["failure_threshold"] = row.failure_threshold
     if row.heartbeat and row.direction is Direction.OUTBOUND:
         out["heartbeat"] = row.heartbeat

@@ -14,13 +14,16 @@ from typing import Any
 import yaml
 
 from healthgraph.errors import CatalogError
+from store.commands import (
+    DEFAULT_CHECK_INTERVAL_SECONDS,
+    DEFAULT_FAILURE_THRESHOLD,
+    MAX_CHECK_INTERVAL_SECONDS,
+    MAX_FAILURE_THRESHOLD,
+    MIN_CHECK_INTERVAL_SECONDS,
+    MIN_FAILURE_THRESHOLD,
+)
 from store.domain import ConnectionState, Direction, SyncStep
 from store.heartbeat import heartbeat_problems, merge
-
-DEFAULT_CHECK_INTERVAL_SECONDS = 86400  # the seeds' daily heartbeat
-MIN_CHECK_INTERVAL_SECONDS = 1
-MAX_CHECK_INTERVAL_SECONDS = 86400
-MAX_FAILURE_THRESHOLD = 100
 
 # kind → (fields that must be present, secret fields given by *_env or *_file)
 CREDENTIAL_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -329,7 +332,12 @@ def _connection(reader: _Reader, raw: object, path: str) -> ConnectionSpec | Non
             DEFAULT_CHECK_INTERVAL_SECONDS,
         ),
         failure_threshold=reader.integer(
-            entry, "failure_threshold", path, 1, MAX_FAILURE_THRESHOLD, 1
+            entry,
+            "failure_threshold",
+            path,
+            MIN_FAILURE_THRESHOLD,
+            MAX_FAILURE_THRESHOLD,
+            DEFAULT_FAILURE_THRESHOLD,
         ),
         heartbeat=heartbeat,
         credentials=_credentials(reader, entry.get("credentials"), f"{path}.credentials"),
