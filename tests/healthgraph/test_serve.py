@@ -41,6 +41,12 @@ async def test_serve_checks_the_demo_by_itself(database_url: str) -> None:
             token,
             "{ connections(filter: {status: [CONNECTION_FAILURE]}, first: 100) { nodes { failureReason } } }",
         )
+        # The demo's remote sides: inbound connections call in, apps report use runs.
+        remote = await server.execute(
+            token,
+            """{ inbound: connections(filter: {direction: [INBOUND], status: [CONNECTED]}) { totalCount }
+                 all: connections(first: 500) { nodes { instanceHealth { status } } } }""",
+        )
     assert counts["connected"] > 0
     assert counts["connectionFailure"] > 0
     # The 401 target moved its connections to FAILED (authentication failed).
