@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # fail rather than skip when it is missing.
 export HEALTHGRAPH_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck unit prometheus-tools clean
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "healthgraph needs Python >= 3.11; set PYTHON=python3.11")'
@@ -33,7 +33,12 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-dev
+# promtool, prometheus, amtool and alertmanager: installed with apt when missing and possible,
+# otherwise the script says exactly what to install and make stops.
+prometheus-tools:
+	@scripts/install-prometheus-tools.sh
+
+unit: $(VENV)/.installed-dev prometheus-tools
 	$(BIN)/pytest
 
 test: lint typecheck unit

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute, request_response
 
+from exporter import SelfMetrics, StoreCollector, metrics_endpoint, service_registry
 from graphql_schema.context import Services
 from graphql_schema.errors import ClientError
 from graphql_schema.links import LinkSigner
@@ -31,6 +32,7 @@ from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.settings import Settings
 from healthgraph.worker import run_worker
 from probes.guard import AddressGuard
+from probes.scheduler import CheckObserver
 from probes.target import ProbeContext
 from store.crypto import KeyRing
 from store.domain import StatusChange
@@ -72,6 +74,8 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         settings = replace(settings, allow_targets=(*settings.allow_targets, *LOOPBACK))
     database = connect(settings.database_url)
     services = _services(settings)
+    registry = service_registry()
+    self_metrics = SelfMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -84,7 +88,9 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
                 services.probe_context = probe_context
                 async with contextlib.AsyncExitStack() as running:
                     if scheduler:
-                        await running.enter_async_context(_scheduler_running(settings, services))
+                        await running.enter_async_context(
+                            _scheduler_running(settings, services, self_metrics)
+                        )
                     if demo and scheduler:
                         # The remote sides act only when the service runs checks too, so a
                         # demo without the scheduler (the tests') stays as the catalog says.
@@ -105,6 +111,15 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route(
+            "/metrics",
+            metrics_endpoint(
+                store=StoreCollector(database.sessions),
+                registry=registry,
+                token=settings.metrics_token,
+            ),
+            methods=["GET"],
+        ),
         Route("/consumers/{external_id}", consumer_page),
         Route(
             "/export/consumers.csv",
@@ -145,14 +160,16 @@ async def _demo_activity(database: Database, services: Services) -> AsyncIterato
 
 
 @asynccontextmanager
-async def _scheduler_running(settings: Settings, services: Services) -> AsyncIterator[None]:
+async def _scheduler_running(
+    settings: Settings, services: Services, observer: CheckObserver
+) -> AsyncIterator[None]:
     """The worker role inside this process, stopped (claims released) when the app stops."""
     stop = asyncio.Event()
 
     async def publish(changes: list[StatusChange]) -> None:
         await services.broadcaster.publish(change.connection_id for change in changes)
 
-    task = asyncio.create_task(run_worker(settings, stop, on_changes=publish))
+    task = asyncio.create_task(run_worker(settings, stop, on_changes=publish, observer=observer))
     await asyncio.sleep(0)  # let it take the SQLite worker lock, or fail to, before serving
     if task.done():
         task.result()  # e.g. WorkerLockedError: another worker already uses this SQLite file

@@ -6,17 +6,20 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.applications import Starlette
 
+from exporter import SelfMetrics, metrics_app, service_registry, serving
 from healthgraph.catalog.apply import apply_catalog
 from healthgraph.catalog.export import dump_yaml, export_catalog
 from healthgraph.catalog.spec import CatalogSpec, load_catalog_file
 from healthgraph.database import open_database
-from healthgraph.errors import HealthgraphError
+from healthgraph.errors import HealthgraphError, SettingsError
 from healthgraph.keys import add_key_to_file, retire_old_keys, rotate_keys
 from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
@@ -152,10 +155,32 @@ async def _worker(settings: Settings) -> None:
     async def publish(changes: list[StatusChange]) -> None:
         await broadcaster.publish(change.connection_id for change in changes)
 
+    registry = service_registry()
+    metrics = metrics_app(registry=registry, token=settings.metrics_token)
     try:
-        await run_until_signalled(settings, on_changes=publish)
+        await run_until_signalled(
+            settings,
+            on_changes=publish,
+            observer=SelfMetrics(registry),
+            alongside=_metrics_server(metrics, settings.host, settings.worker_metrics_port),
+        )
     finally:
         await broadcaster.stop()
+
+
+@asynccontextmanager
+async def _metrics_server(app: Starlette, host: str, port: int) -> AsyncIterator[None]:
+    """The worker's own /metrics; a busy port is a settings problem, and said as one."""
+    async with AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(serving(app, host, port))
+        except OSError as exc:
+            raise SettingsError(
+                "HEALTHGRAPH_WORKER_METRICS_PORT",
+                port,
+                f"cannot listen on {host}:{port} ({exc.strerror}); give each worker its own port",
+            ) from exc
+        yield
 
 
 async def _keys_rotate(settings: Settings) -> int:

@@ -38,6 +38,7 @@ _KEYS = (
     "METRICS_TOKEN",
     "LOG_LEVEL",
     "PUBLIC_URL",
+    "WORKER_METRICS_PORT",
 )
 
 
@@ -54,6 +55,7 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     public_url: str | None = None
+    worker_metrics_port: int = 9464
 
     @property
     def base_url(self) -> str:
@@ -113,6 +115,16 @@ def _bool(key: str, raw: Any) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise SettingsError(key, raw, "expected true or false")
+
+
+def _port(key: str, raw: Any) -> int:
+    try:
+        port = int(str(raw).strip())
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise SettingsError(key, raw, "expected a port number 1..65535")
+    return port
 
 
 def _list(raw: Any) -> tuple[str, ...]:
@@ -185,14 +197,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         if not host:
             raise SettingsError(f"{PREFIX}HOST", raw["HOST"], "must not be empty")
         values["host"] = host
-    if "PORT" in raw:
-        try:
-            port = int(str(raw["PORT"]).strip())
-        except ValueError:
-            port = -1
-        if not 0 < port < 65536:
-            raise SettingsError(f"{PREFIX}PORT", raw["PORT"], "expected a port number 1..65535")
-        values["port"] = port
+    for short, name in (("PORT", "port"), ("WORKER_METRICS_PORT", "worker_metrics_port")):
+        if short in raw:
+            values[name] = _port(f"{PREFIX}{short}", raw[short])
     if "SECRET_KEYS" in raw:
         values["secret_keys"] = _list(raw["SECRET_KEYS"])
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -19,7 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError
 from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
-from probes.scheduler import OnChanges, Scheduler, SchedulerConfig
+from probes.scheduler import CheckObserver, OnChanges, Scheduler, SchedulerConfig
 from probes.target import ProbeContext
 from store.engine import async_url
 from store.errors import StoreError
@@ -87,8 +88,13 @@ async def run_worker(
     *,
     on_changes: OnChanges | None = None,
     config: SchedulerConfig | None = None,
+    observer: CheckObserver | None = None,
+    alongside: AbstractAsyncContextManager[object] | None = None,
 ) -> None:
     """Run the scheduler until `stop` is set.
+
+    `alongside` (e.g. the self-metrics server) is entered once this process is sure to be the
+    worker, so a refused second worker says why instead of tripping over a port.
 
     Raises WorkerLockedError if another worker holds this SQLite file, SettingsError for a
     missing key ring (PostgreSQL needs HEALTHGRAPH_SECRET_KEYS), SchemaOutOfDateError if
@@ -96,26 +102,39 @@ async def run_worker(
     """
     database_file = sqlite_path(settings)
     with sqlite_worker_lock(database_file) if database_file else _no_lock():
-        key_ring = settings.key_ring()
-        database = await open_database(settings.database_url)
-        try:
-            async with ProbeContext.create(allow=settings.allow_targets) as context:
-                scheduler = Scheduler(
-                    database.sessions,
-                    context,
-                    worker_id=worker_id(),
-                    key_ring=key_ring,
-                    config=config,
-                    on_changes=on_changes,
-                )
-                log.info(
-                    "healthgraph worker %s started on %s",
-                    scheduler.worker_id,
-                    "SQLite" if database_file else "PostgreSQL",
-                )
-                await scheduler.run(stop)
-        finally:
-            await database.close()
+        async with alongside or contextlib.nullcontext():
+            await _run_scheduler(settings, stop, on_changes, config, observer, database_file)
+
+
+async def _run_scheduler(
+    settings: Settings,
+    stop: asyncio.Event,
+    on_changes: OnChanges | None,
+    config: SchedulerConfig | None,
+    observer: CheckObserver | None,
+    database_file: Path | None,
+) -> None:
+    key_ring = settings.key_ring()
+    database = await open_database(settings.database_url)
+    try:
+        async with ProbeContext.create(allow=settings.allow_targets) as context:
+            scheduler = Scheduler(
+                database.sessions,
+                context,
+                worker_id=worker_id(),
+                key_ring=key_ring,
+                config=config,
+                on_changes=on_changes,
+                observer=observer,
+            )
+            log.info(
+                "healthgraph worker %s started on %s",
+                scheduler.worker_id,
+                "SQLite" if database_file else "PostgreSQL",
+            )
+            await scheduler.run(stop)
+    finally:
+        await database.close()
 
 
 @contextmanager
@@ -146,6 +165,8 @@ async def run_until_signalled(
     *,
     config: SchedulerConfig | None = None,
     on_changes: OnChanges | None = None,
+    observer: CheckObserver | None = None,
+    alongside: AbstractAsyncContextManager[object] | None = None,
 ) -> None:
     """`run_worker` until SIGTERM or SIGINT, then stop cleanly (for `healthgraph worker`)."""
     stop = asyncio.Event()
@@ -153,7 +174,14 @@ async def run_until_signalled(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await run_worker(settings, stop, config=config, on_changes=on_changes)
+        await run_worker(
+            settings,
+            stop,
+            config=config,
+            on_changes=on_changes,
+            observer=observer,
+            alongside=alongside,
+        )
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

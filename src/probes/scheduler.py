@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -203,6 +204,12 @@ class _HostLimits:
                 self._hosts[host] = (semaphore, users - 1)
 
 
+class CheckObserver(Protocol):
+    """Told of every probe the scheduler runs (the exporter's self-metrics implement it)."""
+
+    def check_finished(self, kind: str, outcome: CheckOutcome, seconds: float) -> None: ...
+
+
 class Scheduler:
     """Claims, probes and records heartbeats for one worker; see the module docstring."""
 
@@ -215,6 +222,7 @@ class Scheduler:
         key_ring: KeyRing | None = None,
         config: SchedulerConfig | None = None,
         on_changes: OnChanges | None = None,
+        observer: CheckObserver | None = None,
         probe: ProbeFunction = run_probe,
         jitter: Jitter | None = None,
         clock: Clock = utc_now,
@@ -226,6 +234,7 @@ class Scheduler:
         self._context = context
         self._key_ring = key_ring
         self._on_changes = on_changes
+        self._observer = observer
         self._probe = probe
         self._jitter = jitter or random_jitter(self.config.jitter_ratio)
         self._clock = clock
@@ -326,15 +335,26 @@ class Scheduler:
                     # Waited too long for a slot: the row may be another worker's by now.
                     log.debug("connection %d: lease ran out before its probe", due.connection_id)
                     return
+                started = time.perf_counter()
                 outcome = await check_connection(
                     due, self._context, self._key_ring, probe=self._probe
                 )
+                seconds = time.perf_counter() - started
+            self._observe(due, outcome, seconds)
             self._buffer.append((due.connection_id, outcome))
             if len(self._buffer) >= self.config.flush_size:
                 self._flush_now.set()
         finally:
             self._inflight.discard(due.connection_id)
             self._slot_freed.set()
+
+    def _observe(self, due: DueCheck, outcome: CheckOutcome, seconds: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer.check_finished(str(due.heartbeat.get("kind", "http")), outcome, seconds)
+        except Exception:  # metrics never stop a check
+            log.exception("scheduler %s: check observer failed", self.worker_id)
 
     # --- writing ---------------------------------------------------------------------------------
 

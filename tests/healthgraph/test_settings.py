@@ -26,6 +26,7 @@ def test_defaults() -> None:
         metrics_token=None,
         log_level="INFO",
         public_url=None,
+        worker_metrics_port=9464,
     )
 
 
@@ -86,6 +87,10 @@ def test_environment_file_and_overrides_in_that_order(tmp_path: Path) -> None:
             "HEALTHGRAPH_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR (got 'chatty')",
         ),
         (
+            {"HEALTHGRAPH_WORKER_METRICS_PORT": "0"},
+            "HEALTHGRAPH_WORKER_METRICS_PORT: expected a port number 1..65535 (got '0')",
+        ),
+        (
             {"HEALTHGRAPH_PUBLIC_URL": "ftp://hg.example"},
             "HEALTHGRAPH_PUBLIC_URL: expected an http(s) URL (got 'ftp://hg.example')",
         ),
@@ -109,7 +114,7 @@ def test_a_bad_file_is_named(tmp_path: Path) -> None:
         load_settings({"HEALTHGRAPH_CONFIG": str(config)})
     assert str(caught.value) == (
         f"{config}: colour: unknown setting; expected one of database_url, host, port, secret_keys, "
-        "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level, public_url"
+        "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level, public_url, worker_metrics_port"
     )
     config.write_text("[not, a, mapping]\n")
     with pytest.raises(SettingsError, match="must hold a mapping of setting: value"):

@@ -1,0 +1,256 @@
+"""What the Prometheus exporter reads at scrape time: a few set-based statements, no ORM objects.
+
+Values come back ready for exposition: timestamps as Unix seconds (rounded to the millisecond,
+computed in SQL so no row pays for datetime parsing), latencies in seconds, enums as their
+plain string values. Credentials and error texts are never selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Float, Row, Select, String, and_, case, distinct, func, select, type_coerce
+from sqlalchemy.engine import Result
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.functions import FunctionElement
+
+from store.domain import ConnectionState
+from store.models import (
+    ConnectionRow,
+    ConnectorRow,
+    ConsumerRow,
+    SyncActivationRow,
+    SyncActivationStepRow,
+    SyncRequirementRow,
+    SyncRow,
+    UseRow,
+)
+from store.scheduling import scheduler_lag
+
+
+class ConnectionMetrics(NamedTuple):
+    """One connection as the exporter sees it (field order is the SELECT's)."""
+
+    id: int
+    name: str
+    connector_id: int  # key of MetricsSnapshot.connectors
+    consumer_id: int  # key of MetricsSnapshot.consumers
+    direction: str
+    state: str
+    status: str
+    failure_reason: str | None
+    consecutive_failures: int
+    check_interval_seconds: int
+    last_checked: float | None  # Unix seconds
+    last_success: float | None
+    check_duration: float | None  # seconds
+    tls_cert_expiry: float | None
+    state_changed: float
+
+
+class ConsumerNames(NamedTuple):
+    name: str
+    external_id: str
+
+
+class UseMetrics(NamedTuple):
+    id: int
+    name: str
+    kind: str
+    connection_id: int
+    status: str
+
+
+class SyncMetrics(NamedTuple):
+    name: str
+    activations: int
+    active: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """The store's state at one scrape, in exposition units.
+
+    Connector and consumer names come once each, by id, not once per connection: fewer
+    strings to fetch and to escape.
+    """
+
+    connections: list[ConnectionMetrics]
+    connectors: dict[int, str]  # id -> name
+    consumers: dict[int, ConsumerNames]  # id -> names; len() is the consumer count
+    uses: list[UseMetrics]
+    connections_by_state: dict[str, int]  # every ConnectionState, zeros included
+    consumers_active: int
+    syncs: list[SyncMetrics]
+    overdue_connections: int
+    scheduler_lag_seconds: float
+
+
+class _epoch_seconds(FunctionElement[float]):
+    """Unix seconds of a UTC timestamp column, rounded to the millisecond, in SQL."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(_epoch_seconds, "sqlite")
+def _epoch_sqlite(element: _epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite keeps naive UTC text; julianday() parses it in C. Rounded through whole
+    # milliseconds: cheaper than round(), and exact (julianday's double is ~20 µs coarse).
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST((julianday({column}) - 2440587.5) * 86400000.0 + 0.5 AS INTEGER) / 1000.0"
+
+
+@compiles(_epoch_seconds, "postgresql")
+def _epoch_postgresql(element: _epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return f"CAST(round(CAST(extract(epoch FROM {column}) AS numeric), 3) AS double precision)"
+
+
+def _text(column: Any) -> Any:
+    # The enum columns hold their value strings; skipping the Enum type's conversion per row.
+    return type_coerce(column, String())
+
+
+_CONNECTIONS = select(
+    ConnectionRow.id,
+    ConnectionRow.name,
+    ConnectionRow.connector_id,
+    ConnectionRow.consumer_id,
+    _text(ConnectionRow.direction),
+    _text(ConnectionRow.state),
+    _text(ConnectionRow.status),
+    _text(ConnectionRow.failure_reason),
+    ConnectionRow.consecutive_failures,
+    ConnectionRow.check_interval_seconds,
+    _epoch_seconds(ConnectionRow.last_checked_at),
+    _epoch_seconds(ConnectionRow.last_success_at),
+    ConnectionRow.latency_ms / 1000.0,
+    _epoch_seconds(ConnectionRow.tls_cert_expires_at),
+    _epoch_seconds(ConnectionRow.state_changed_at),
+).order_by(ConnectionRow.id)
+
+_CONNECTORS = select(ConnectorRow.id, ConnectorRow.name)
+_CONSUMERS = select(ConsumerRow.id, ConsumerRow.name, ConsumerRow.external_id)
+
+_USES = select(
+    UseRow.id, UseRow.name, UseRow.kind, UseRow.connection_id, _text(UseRow.status)
+).order_by(UseRow.id)
+
+_ACTIVE = ConnectionRow.state == ConnectionState.ACTIVE
+
+# Counts by state, and consumers with an ACTIVE connection (the definition of an active
+# consumer, as derived.consumer_is_active), in one pass over the connections.
+_BY_STATE = select(_text(ConnectionRow.state), func.count()).group_by(ConnectionRow.state)
+_ACTIVE_CONSUMERS = select(func.count(distinct(ConnectionRow.consumer_id))).where(_ACTIVE)
+
+
+def _activation_counts() -> Select[str, int, int]:
+    """Per sync: activations, and active ones (as derived.activation_is_active).
+
+    Active: no incomplete step, and an ACTIVE connection of the consumer to every required
+    connector. Written as joins over grouped sets: the correlated EXISTS form is planned by
+    SQLite through the state index, a scan of every ACTIVE connection per activation.
+    """
+    incomplete = (
+        select(SyncActivationStepRow.activation_id)
+        .where(SyncActivationStepRow.complete.is_(False))
+        .distinct()
+        .subquery("incomplete")
+    )
+    required = (
+        select(SyncRequirementRow.sync_id, func.count().label("needed"))
+        .group_by(SyncRequirementRow.sync_id)
+        .subquery("required")
+    )
+    pairs = (
+        select(ConnectionRow.consumer_id, ConnectionRow.connector_id)
+        .where(_ACTIVE)
+        .distinct()
+        .subquery("pairs")
+    )
+    met = (
+        select(SyncActivationRow.id.label("activation_id"), func.count().label("met"))
+        .join(SyncRequirementRow, SyncRequirementRow.sync_id == SyncActivationRow.sync_id)
+        .join(
+            pairs,
+            and_(
+                pairs.c.consumer_id == SyncActivationRow.consumer_id,
+                pairs.c.connector_id == SyncRequirementRow.connector_id,
+            ),
+        )
+        .group_by(SyncActivationRow.id)
+        .subquery("met")
+    )
+    active = and_(
+        SyncActivationRow.id.is_not(None),
+        incomplete.c.activation_id.is_(None),
+        func.coalesce(met.c.met, 0) == func.coalesce(required.c.needed, 0),
+    )
+    return (
+        select(
+            SyncRow.name,
+            func.count(SyncActivationRow.id),
+            func.coalesce(func.sum(case((active, 1), else_=0)), 0),
+        )
+        .outerjoin(SyncActivationRow, SyncActivationRow.sync_id == SyncRow.id)
+        .outerjoin(incomplete, incomplete.c.activation_id == SyncActivationRow.id)
+        .outerjoin(met, met.c.activation_id == SyncActivationRow.id)
+        .outerjoin(required, required.c.sync_id == SyncRow.id)
+        .group_by(SyncRow.id, SyncRow.name)
+        .order_by(SyncRow.name, SyncRow.id)
+    )
+
+
+_SYNCS = _activation_counts()
+
+
+async def metrics_snapshot(session: AsyncSession, now: datetime) -> MetricsSnapshot:
+    """Everything the exporter publishes, in eight statements whatever the number of rows.
+
+    On PostgreSQL call it first in a fresh transaction: the statements then share one
+    REPEATABLE READ snapshot, so counts and per-connection series agree.
+    """
+    options: dict[str, Any] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+    # Core on the session's connection: the ORM's per-row result wrapping is not needed here.
+    connection = await session.connection(execution_options=options)
+
+    async def rows(statement: Executable) -> Sequence[Row[*tuple[Any, ...]]]:
+        result: Result[*tuple[Any, ...]] = await connection.execute(statement)
+        return result.all()
+
+    # _make per row: typed, with attribute access as fast as a tuple's, for the render loops.
+    connections = list(map(ConnectionMetrics._make, await rows(_CONNECTIONS)))
+    connectors = {id_: name for id_, name in await rows(_CONNECTORS)}
+    consumers = {
+        id_: ConsumerNames(name, external_id) for id_, name, external_id in await rows(_CONSUMERS)
+    }
+    uses = list(map(UseMetrics._make, await rows(_USES)))
+    by_state = dict.fromkeys((state.value for state in ConnectionState), 0)
+    for state, count in await rows(_BY_STATE):
+        by_state[state] = int(count)
+    active = int((await connection.execute(_ACTIVE_CONSUMERS)).scalar_one())
+    syncs = [
+        SyncMetrics(name, int(total), int(active_count))
+        for name, total, active_count in await rows(_SYNCS)
+    ]
+    overdue, lag = await scheduler_lag(session, now)
+    return MetricsSnapshot(
+        connections=connections,
+        connectors=connectors,
+        consumers=consumers,
+        uses=uses,
+        connections_by_state=by_state,
+        consumers_active=active,
+        syncs=syncs,
+        overdue_connections=overdue,
+        scheduler_lag_seconds=lag,
+    )
