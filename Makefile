@@ -26,8 +26,8 @@ run: $(VENV)/.installed-run
 	$(BIN)/healthgraph serve --demo
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench tools
-	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools grafana
+	$(BIN)/ruff format --check src tests bench tools grafana
 	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
