@@ -64,6 +64,13 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     options.setdefault("pool_pre_ping", True)
+    # JIT compiles the overview's correlated subplans for ~200 ms each time, more than they
+    # run; and prepared statements' generic plans made the CSV batches 5x slower than custom
+    # ones (measured in bench/graphql_bench.py).
+    options.setdefault(
+        "connect_args",
+        {"server_settings": {"jit": "off", "plan_cache_mode": "force_custom_plan"}},
+    )
     return create_async_engine(target, **options)
 
 

@@ -123,6 +123,10 @@ class ConnectionRow(Base):
         UniqueConstraint("consumer_id", "name"),
         Index("ix_connections_connector_state", "connector_id", "state"),
         Index("ix_connections_state_status", "state", "status"),
+        # "Has this consumer an ACTIVE connection (to this connector)?" — the EXISTS behind
+        # consumer activity, the issue columns and sync activation. Without it SQLite, which
+        # keeps no statistics, walks every ACTIVE connection per consumer (minutes at 100k).
+        Index("ix_connections_consumer_state_connector", "consumer_id", "state", "connector_id"),
         # The scheduler's scans: outbound ACTIVE/FAILED due for a probe, inbound ACTIVE past
         # its deadline. Equality on direction and state, then a range on the due time.
         Index("ix_connections_due", "direction", "state", "next_check_at"),
