@@ -28,6 +28,13 @@ from healthgraph.demo import activity, demo_catalog
 from healthgraph.demo.endpoints import demo_routes
 from healthgraph.errors import SettingsError
 from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
+from healthgraph.limits import (
+    MAX_GRAPHQL_BODY_BYTES,
+    MAX_PUSH_BODY_BYTES,
+    BodySizeLimit,
+    JsonObjectBody,
+    push_error,
+)
 from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.settings import Settings
 from healthgraph.worker import run_worker
@@ -101,12 +108,21 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
             await database.close()
 
     policy = AccessPolicy(anonymous_read=settings.anonymous_read, anonymous_read_loopback=demo)
-    graphql = Authenticated(
-        HealthgraphGraphQL(
-            database, services, graphiql=settings.graphiql, introspection=settings.introspection
+    # Limits first: an oversized body is refused before authentication reads the database.
+    graphql = BodySizeLimit(
+        Authenticated(
+            JsonObjectBody(
+                HealthgraphGraphQL(
+                    database,
+                    services,
+                    graphiql=settings.graphiql,
+                    introspection=settings.introspection,
+                )
+            ),
+            database,
+            policy,
         ),
-        database,
-        policy,
+        MAX_GRAPHQL_BODY_BYTES,
     )
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -128,12 +144,20 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         ),
         Route(
             "/push/heartbeat/{id}",
-            Authenticated(request_response(inbound_heartbeat), database, policy),
+            BodySizeLimit(
+                Authenticated(request_response(inbound_heartbeat), database, policy),
+                MAX_PUSH_BODY_BYTES,
+                push_error,
+            ),
             methods=["POST"],
         ),
         Route(
             "/push/use-run/{id}",
-            Authenticated(request_response(use_run), database, policy),
+            BodySizeLimit(
+                Authenticated(request_response(use_run), database, policy),
+                MAX_PUSH_BODY_BYTES,
+                push_error,
+            ),
             methods=["POST"],
         ),
         Route("/graphql", graphql, methods=["GET", "POST"]),
