@@ -23,7 +23,7 @@ from healthgraph.errors import HealthgraphError, SettingsError
 from healthgraph.keys import add_key_to_file, retire_old_keys, rotate_keys
 from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
-from healthgraph.worker import run_until_signalled
+from healthgraph.worker import run_event_loop, run_until_signalled
 from store.domain import StatusChange, TokenScope
 from store.engine import create_engine
 from store.errors import StoreError
@@ -115,7 +115,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         case "api":
             return _serve(settings, demo=False, scheduler=False)
         case "worker":
-            asyncio.run(_worker(settings))
+            run_event_loop(_worker(settings))
             return EXIT_OK
         case "keys":
             return asyncio.run(_keys_rotate(settings))

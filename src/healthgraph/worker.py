@@ -19,10 +19,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -38,6 +39,8 @@ from store.scheduling import MAX_WORKER_ID_LENGTH
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class WorkerLockedError(HealthgraphError):
     """Another worker already runs against this SQLite file."""
@@ -48,6 +51,16 @@ class WorkerLockedError(HealthgraphError):
             f"another healthgraph worker already uses {database}; SQLite supports exactly one "
             "worker — use PostgreSQL for more"
         )
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on uvloop where it is installed: the probe path is CPU-bound."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported OS
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def worker_id() -> str:
@@ -115,9 +128,12 @@ async def _run_scheduler(
     database_file: Path | None,
 ) -> None:
     key_ring = settings.key_ring()
+    config = config or SchedulerConfig()
     database = await open_database(settings.database_url)
     try:
-        async with ProbeContext.create(allow=settings.allow_targets) as context:
+        async with ProbeContext.create(
+            allow=settings.allow_targets, connections_per_origin=config.per_host_concurrency
+        ) as context:
             scheduler = Scheduler(
                 database.sessions,
                 context,
@@ -198,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     try:
-        asyncio.run(run_until_signalled(settings, config=config))
+        run_event_loop(run_until_signalled(settings, config=config))
     except (HealthgraphError, StoreError) as exc:
         print(f"healthgraph: {exc}", file=sys.stderr)
         return 2

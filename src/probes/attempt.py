@@ -20,10 +20,14 @@ class Attempt:
     def __init__(self, target: ProbeTarget) -> None:
         self.checked_at = datetime.now(UTC)
         self._started = time.perf_counter()
-        secrets = [*url_secrets(target.spec.url)]
-        if target.credentials is not None:
-            secrets.extend(target.credentials.secrets())
-        self.redact = Redactor(secrets)
+        self._target = target
+
+    def redact(self, text: str) -> str:
+        """`text` with the target's secrets masked (built only for failures: most checks pass)."""
+        secrets = url_secrets(self._target.spec.url)
+        if self._target.credentials is not None:
+            secrets.extend(self._target.credentials.secrets())
+        return Redactor(secrets)(text)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self._started) * 1000.0

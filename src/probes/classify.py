@@ -6,9 +6,9 @@ import os
 import socket
 import ssl
 from collections.abc import Collection, Iterator
+from http import HTTPStatus
 
 import aiohttp
-import httpx
 
 from probes.errors import BlockedAddressError
 from store.domain import FailureReason
@@ -30,7 +30,10 @@ def classify_status(status: int, expected: Collection[int]) -> FailureReason | N
 def status_message(status: int, expected: Collection[int], retry_after: str | None = None) -> str:
     """E.g. HTTP 429 Too Many Requests (Retry-After: 30); expected 200."""
     # The standard phrase, not the server's: a server may put anything in its reason phrase.
-    phrase = httpx.codes.get_reason_phrase(status)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
     text = f"HTTP {status} {phrase}".rstrip()
     if retry_after:
         text += f" (Retry-After: {retry_after[:40]})"
@@ -38,7 +41,7 @@ def status_message(status: int, expected: Collection[int], retry_after: str | No
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """`exc`, then what caused it, outermost first (httpx wraps aiohttp wraps OSError)."""
+    """`exc`, then what caused it, outermost first (aiohttp wraps OSError)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -53,8 +56,8 @@ def exception_chain(exc: BaseException) -> Iterator[BaseException]:
 def classify_exception(exc: BaseException) -> FailureReason:
     """The reason for a failed exchange, judged by the original errors under any wrapping.
 
-    httpx-aiohttp maps some aiohttp errors to misleading httpx types (a dropped connection
-    becomes ConnectTimeout), so the chain's root causes decide, not the outer type.
+    Wrappers name errors loosely (aiohttp calls any resolver failure a DNS error, and our
+    resolver also refuses blocked addresses), so the chain's root causes decide.
     """
     if isinstance(exc, TimeoutError):
         return FailureReason.TIMEOUT  # a probe's own deadline, whatever it interrupted
@@ -71,10 +74,6 @@ def classify_exception(exc: BaseException) -> FailureReason:
         return FailureReason.DNS
     # aiohttp's own timeouts subclass the builtin TimeoutError.
     if has(TimeoutError):
-        return FailureReason.TIMEOUT
-    if has(OSError, aiohttp.ClientError):
-        return FailureReason.CONNECT
-    if isinstance(exc, httpx.TimeoutException):
         return FailureReason.TIMEOUT
     return FailureReason.CONNECT
 

@@ -8,6 +8,7 @@ validated addresses to the caller, who connects to exactly those (no second look
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -30,6 +31,8 @@ _HOST_LABEL = re.compile(r"(?i)^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 _LOOPBACK_NAMES = ("127.0.0.1", "::1")
 
 
+# Cached: every probe asks twice for its host, and ip_address() raises for every name.
+@functools.lru_cache(maxsize=8192)
 def literal_address(host: str) -> IPAddress | None:
     """The address `host` spells without DNS (brackets, zones and legacy IPv4 forms), or None."""
     text = host.strip()

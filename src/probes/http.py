@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from probes.assertions import body_problem
 from probes.attempt import Attempt
 from probes.classify import classify_status, explain, status_message
+from probes.clients import origin_of
 from probes.endpoint import DEFAULT_PORTS, parse_endpoint
 from probes.errors import ProbeConfigError
 from probes.result import ProbeResult
@@ -16,6 +19,7 @@ from probes.target import ProbeContext, ProbeTarget
 from store.domain import FailureReason, ProbeKind
 
 MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class _RedirectRefused(Exception):
@@ -25,9 +29,15 @@ class _RedirectRefused(Exception):
 class _HopFailed(Exception):
     """A redirect hop failed; carries the hop's URL so the message names the right host."""
 
-    def __init__(self, url: httpx.URL) -> None:
+    def __init__(self, url: URL) -> None:
         super().__init__(url.host)
         self.url = url
+
+
+@dataclass(slots=True)
+class _Answer:
+    response: aiohttp.ClientResponse
+    redirects_ran_out: bool
 
 
 async def probe_http(target: ProbeTarget, context: ProbeContext) -> ProbeResult:
@@ -41,8 +51,8 @@ async def probe_http(target: ProbeTarget, context: ProbeContext) -> ProbeResult:
     try:
         # One deadline for everything, so a server that trickles bytes cannot stretch it.
         async with asyncio.timeout(spec.timeout_seconds):
-            # Before httpx parses the URL: it rejects some legacy IPv4 spellings (0177.0.0.1)
-            # as invalid, and those must read as what they are, loopback.
+            # Before the URL is parsed again: legacy IPv4 spellings (0177.0.0.1) must read as
+            # what they are, loopback, whatever a URL library makes of them.
             context.guard.check_literal(endpoint.host)
             return await _exchange(target, context, attempt)
     except ProbeConfigError:
@@ -51,7 +61,7 @@ async def probe_http(target: ProbeTarget, context: ProbeContext) -> ProbeResult:
         return attempt.failed(FailureReason.BLOCKED, str(exc))
     except _HopFailed as exc:
         port = exc.url.port or DEFAULT_PORTS.get(exc.url.scheme, 0)
-        reason, message = explain(exc, exc.url.host, port, spec.timeout_seconds)
+        reason, message = explain(exc, exc.url.host or "", port, spec.timeout_seconds)
         return attempt.failed(reason, message)
     except Exception as exc:  # a probe reports the target's faults, it never raises for them
         reason, message = explain(exc, endpoint.host, endpoint.port, spec.timeout_seconds)
@@ -63,95 +73,112 @@ async def _exchange(target: ProbeTarget, context: ProbeContext, attempt: Attempt
     credentials = target.credentials
     assert spec.url is not None
     try:
-        url = httpx.URL(spec.url)
-    except httpx.InvalidURL as exc:
+        url = URL(spec.url)
+    except (ValueError, TypeError) as exc:
         raise ProbeConfigError(f"the heartbeat URL is not valid ({exc})") from None
-    if credentials is not None and credentials.params():
-        # Merged by hand: httpx's params= would replace the URL's own query string.
-        url = url.copy_merge_params(credentials.params())
-    client = context.clients.client_for(url)
-    request = client.build_request(
-        spec.method,
-        url,
-        headers=credentials.headers() if credentials else None,
-        timeout=httpx.Timeout(spec.timeout_seconds),
-    )
-    response = await _send_following(request, target, context)
+    headers: dict[str, str] = {}
+    if credentials is not None:
+        headers = credentials.headers()
+        if credentials.params():
+            # Added to the URL's own query string, never in place of it.
+            url = url.update_query(credentials.params())
+    answer = await _send_following(spec.method, url, headers, target, context)
+    response = answer.response
     try:
-        status = response.status_code
+        status = response.status
         reason = classify_status(status, spec.expected_status)
         if reason is not None:
             message = status_message(
-                status, spec.expected_status, response.headers.get("retry-after")
+                status, spec.expected_status, response.headers.get("Retry-After")
             )
-            if response.next_request is not None:
+            if answer.redirects_ran_out:
                 message += f" (stopped after {MAX_REDIRECTS} redirects)"
             return attempt.failed(reason, message, http_status=status)
         if spec.body_regex is not None or spec.json_path is not None:
             body, truncated = await read_capped(response, context.body_cap_bytes)
             problem = body_problem(
-                body, spec, encoding=response.encoding or "utf-8", truncated=truncated
+                body, spec, encoding=response.charset or "utf-8", truncated=truncated
             )
             if problem is not None:
                 return attempt.failed(FailureReason.ASSERTION, problem, http_status=status)
         return attempt.succeeded(http_status=status)
     finally:
-        await response.aclose()
+        # Back to the pool when the body is in; closed when it is not (never read for nothing).
+        response.release()
 
 
 async def _send_following(
-    request: httpx.Request, target: ProbeTarget, context: ProbeContext
-) -> httpx.Response:
+    method: str, url: URL, headers: dict[str, str], target: ProbeTarget, context: ProbeContext
+) -> _Answer:
     """Send, following redirects by hand: each hop goes through its own origin's pool (whose
     resolver checks the hop's address) and drops credentials when the origin changes.
 
     A redirect status the user listed in expected_status is the answer, not a hop.
     """
-    origin = request.url
+    origin = url
     for hops in range(MAX_REDIRECTS + 1):
         try:
-            response = await context.clients.client_for(request.url).send(request, stream=True)
+            # aiohttp skips the resolver (and so the guard) for address literals.
+            context.guard.check_literal(url.host or "")
+            response = await context.clients.session_for(url).request(
+                method, url, headers=headers, allow_redirects=False
+            )
         except Exception as exc:
             if hops:
-                raise _HopFailed(request.url) from exc
+                raise _HopFailed(url) from exc
             raise
-        hop = response.next_request
-        if hop is None or response.status_code in target.spec.expected_status:
-            return response
+        hop = _redirect_target(response)
+        if hop is None or response.status in target.spec.expected_status:
+            return _Answer(response, redirects_ran_out=False)
         if hops == MAX_REDIRECTS:
-            return response  # judged as a status; the message says the redirects ran out
-        await response.aclose()
-        if hop.url.scheme not in ("http", "https"):
+            return _Answer(response, redirects_ran_out=True)
+        response.release()
+        if hop.scheme not in ("http", "https"):
             raise _RedirectRefused(
-                f"redirect to a {hop.url.scheme}: URL refused; only http and https are followed"
+                f"redirect to a {hop.scheme}: URL refused; only http and https are followed"
             )
-        if not _keeps_credentials(origin, hop.url) and target.credentials is not None:
-            # httpx already drops Authorization; a custom credential header must go too.
-            for name in target.credentials.headers():
-                hop.headers.pop(name, None)
-        request = hop
+        if not _keeps_credentials(origin, hop):
+            headers = {}  # the only headers a probe adds are its credentials
+        method = _redirect_method(method, response.status)
+        url = hop
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _keeps_credentials(origin: httpx.URL, url: httpx.URL) -> bool:
+def _redirect_target(response: aiohttp.ClientResponse) -> URL | None:
+    """Where a redirect points, resolved against the request; None if it is not one."""
+    if response.status not in _REDIRECT_STATUSES:
+        return None
+    location = response.headers.get("Location")
+    if not location:
+        return None
+    try:
+        return response.url.join(URL(location))
+    except (ValueError, TypeError):
+        return None  # an unusable Location: the redirect status itself is the answer
+
+
+def _redirect_method(method: str, status: int) -> str:
+    """The method browsers (and httpx) use for the next hop: 303, and 302 for all but HEAD,
+    and 301 for POST turn into GET."""
+    if status in (302, 303) and method != "HEAD":
+        return "GET"
+    if status == 301 and method == "POST":
+        return "GET"
+    return method
+
+
+def _keeps_credentials(origin: URL, url: URL) -> bool:
     """Same origin, or the plain http-to-https upgrade of it (the rule httpx applies)."""
-    if (origin.scheme, origin.host, origin.port) == (url.scheme, url.host, url.port):
-        return True
-    return (
-        (origin.scheme, url.scheme) == ("http", "https")
-        and origin.host == url.host
-        and origin.port in (None, 80)
-        and url.port in (None, 443)
-    )
+    first, then = origin_of(origin), origin_of(url)
+    return first == then or (first == ("http", then[1], 80) and then == ("https", first[1], 443))
 
 
-async def read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+async def read_capped(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
     """At most `cap` bytes of the (decoded) body, and whether more was left unread."""
     body = bytearray()
-    async for chunk in response.aiter_bytes():
-        room = cap - len(body)
-        if len(chunk) > room:
-            body += chunk[:room]
-            return bytes(body), True
+    while len(body) < cap:
+        chunk = await response.content.read(cap - len(body))
+        if not chunk:
+            return bytes(body), False
         body += chunk
-    return bytes(body), False
+    return bytes(body), bool(await response.content.read(1))

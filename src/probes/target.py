@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from probes.clients import ProbeClients
+from probes.clients import DEFAULT_CONNECTIONS_PER_ORIGIN, ProbeClients
 from probes.guard import AddressGuard
 from probes.result import Credentials
 from store.domain import HeartbeatSpec
@@ -41,9 +41,14 @@ class ProbeContext:
         *,
         ssl_context: ssl.SSLContext | None = None,
         body_cap_bytes: int = DEFAULT_BODY_CAP_BYTES,
+        connections_per_origin: int = DEFAULT_CONNECTIONS_PER_ORIGIN,
     ) -> ProbeContext:
+        """`connections_per_origin`: the pool size per origin; give it the scheduler's
+        per-host limit so no probe waits for a socket while it holds a global slot."""
         guard = AddressGuard(allow)
-        clients = ProbeClients(guard, ssl_context=ssl_context)
+        clients = ProbeClients(
+            guard, ssl_context=ssl_context, connections_per_origin=connections_per_origin
+        )
         return cls(guard, clients, body_cap_bytes, ssl_context)
 
     async def aclose(self) -> None:

@@ -12,7 +12,7 @@ Every function runs in the caller's transaction (`async with sessions.begin() as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -32,6 +32,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from store.domain import (
     CheckOutcome,
@@ -96,39 +98,38 @@ class _Health:
 
     def after(self, outcome: CheckOutcome) -> _Health:
         """The row after `outcome`: the threshold rule for status, AUTH and recovery for state."""
-        state: ConnectionState = self.state
+        state = self.state
         if outcome.success:
-            if self.state == ConnectionState.FAILED:
+            if state == ConnectionState.FAILED:
                 state = ConnectionState.ACTIVE
-            changed = replace(
-                self,
-                status=ConnectionStatus.CONNECTED,
-                consecutive_failures=0,
-                failure_reason=None,
-                last_error=None,
-                last_success_at=outcome.checked_at,
-            )
+            status = ConnectionStatus.CONNECTED
+            failures = 0
+            last_success_at: datetime | None = outcome.checked_at
         else:
-            failures = self.consecutive_failures + 1
             # Only ACTIVE falls to FAILED: a connection disabled while its check ran stays so.
             if outcome.failure_reason == FailureReason.AUTH and state == ConnectionState.ACTIVE:
                 state = ConnectionState.FAILED
-            changed = replace(
-                self,
-                status=ConnectionStatus.CONNECTION_FAILURE
+            failures = self.consecutive_failures + 1
+            status = (
+                ConnectionStatus.CONNECTION_FAILURE
                 if failures >= self.failure_threshold
-                else self.status,
-                consecutive_failures=failures,
-                failure_reason=outcome.failure_reason,
-                last_error=outcome.error,
+                else self.status
             )
-        return replace(
-            changed,
+            last_success_at = self.last_success_at
+        # One constructor call, not dataclasses.replace: this runs for every check written.
+        return _Health(
+            status=status,
             state=state,
             state_changed_at=outcome.checked_at if state != self.state else self.state_changed_at,
+            consecutive_failures=failures,
+            failure_reason=None if outcome.success else outcome.failure_reason,
+            last_error=None if outcome.success else outcome.error,
             last_checked_at=outcome.checked_at,
+            last_success_at=last_success_at,
             latency_ms=outcome.latency_ms,
             tls_cert_expires_at=outcome.tls_cert_expires_at or self.tls_cert_expires_at,
+            failure_threshold=self.failure_threshold,
+            check_interval_seconds=self.check_interval_seconds,
         )
 
 
@@ -181,6 +182,58 @@ def _check_worker_id(worker_id: str) -> None:
         raise ValueError(f"worker_id must be 1..{MAX_WORKER_ID_LENGTH} characters")
 
 
+def _unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """`+column`: SQLite's documented way to keep a term from choosing an index."""
+    return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+
+
+def _claimable(now: datetime, dialect: str) -> ColumnElement[bool]:
+    direction: ColumnElement[Any] = _CONNECTIONS.c.direction
+    state: ColumnElement[Any] = _CONNECTIONS.c.state
+    if dialect == "sqlite":
+        # SQLite keeps no statistics: with the equality terms usable it picks
+        # ix_connections_due's two state ranges and sorts every due row on each claim (93 ms at
+        # 50k overdue, so a worker that falls behind falls further). Off the index, it walks
+        # ix_connections_next_check_at in due order and LIMIT stops early (0.2 ms).
+        direction, state = _unindexed(direction), _unindexed(state)
+    return and_(
+        direction == Direction.OUTBOUND,
+        state.in_(PROBED_STATES),
+        ConnectionRow.next_check_at <= now,
+        or_(ConnectionRow.lease_expires_at.is_(None), ConnectionRow.lease_expires_at <= now),
+    )
+
+
+def _due_checks_query() -> Select[Any]:
+    return (
+        select(
+            ConnectionRow.id,
+            ConnectionRow.heartbeat,
+            ConnectionRow.credentials_ciphertext,
+            ConnectionRow.check_interval_seconds,
+            ConnectionRow.failure_threshold,
+            ConnectionRow.next_check_at,
+            ConsumerRow.external_id,
+            ConnectorRow.heartbeat.label("template"),
+        )
+        .join_from(ConnectionRow, ConsumerRow, ConsumerRow.id == ConnectionRow.consumer_id)
+        .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
+    )
+
+
+def _due_check(row: Row[Any], lease_expires_at: datetime | None) -> DueCheck:
+    return DueCheck(
+        connection_id=row.id,
+        external_id=row.external_id,
+        heartbeat=merge(row.template or {}, row.heartbeat or {}),
+        credentials_ciphertext=row.credentials_ciphertext,
+        check_interval_seconds=row.check_interval_seconds,
+        failure_threshold=row.failure_threshold,
+        due_at=row.next_check_at,
+        lease_expires_at=lease_expires_at,
+    )
+
+
 async def claim_due_connections(
     session: AsyncSession, *, worker_id: str, now: datetime, limit: int, lease_seconds: float
 ) -> list[DueCheck]:
@@ -193,49 +246,32 @@ async def claim_due_connections(
     if limit <= 0:
         return []
     connection = await _write_connection(session)
-    query = (
-        select(
-            ConnectionRow.id,
-            ConnectionRow.heartbeat,
-            ConnectionRow.credentials_ciphertext,
-            ConnectionRow.check_interval_seconds,
-            ConnectionRow.failure_threshold,
-            ConnectionRow.next_check_at,
-            ConsumerRow.external_id,
-            ConnectorRow.heartbeat.label("template"),
-        )
-        .join(ConsumerRow, ConsumerRow.id == ConnectionRow.consumer_id)
-        .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
-        .where(
-            _outbound_due(now),
-            or_(ConnectionRow.lease_expires_at.is_(None), ConnectionRow.lease_expires_at <= now),
-        )
+    # Two steps: the ids from `connections` alone, then what probing them needs. A join in
+    # the locking query lets stale statistics talk PostgreSQL into a hash join and a sort of
+    # the whole backlog (224 ms per claim at 50k overdue, bench/PROBES.md); on one table the
+    # due-time index answers in order whatever the estimates.
+    ids_query = (
+        select(ConnectionRow.id)
+        .where(_claimable(now, connection.dialect.name))
         .order_by(ConnectionRow.next_check_at, ConnectionRow.id)
         .limit(limit)
     )
     # SKIP LOCKED: rows another worker is claiming right now are its, not ours to wait for.
-    rows = (await session.execute(_locking(query, connection, skip_locked=True))).all()
-    if not rows:
+    ids = list((await session.scalars(_locking(ids_query, connection, skip_locked=True))).all())
+    if not ids:
         return []
     lease_expires_at = now + timedelta(seconds=lease_seconds)
     await connection.execute(
         update(_CONNECTIONS)
-        .where(_CONNECTIONS.c.id.in_([row.id for row in rows]))
+        .where(_CONNECTIONS.c.id.in_(ids))
         .values(lease_expires_at=lease_expires_at, claimed_by=worker_id)
     )
-    return [
-        DueCheck(
-            connection_id=row.id,
-            external_id=row.external_id,
-            heartbeat=merge(row.template or {}, row.heartbeat or {}),
-            credentials_ciphertext=row.credentials_ciphertext,
-            check_interval_seconds=row.check_interval_seconds,
-            failure_threshold=row.failure_threshold,
-            due_at=row.next_check_at,
-            lease_expires_at=lease_expires_at,
-        )
-        for row in rows
-    ]
+    rows = (await session.execute(_due_checks_query().where(ConnectionRow.id.in_(ids)))).all()
+    order = {connection_id: position for position, connection_id in enumerate(ids)}
+    return sorted(
+        (_due_check(row, lease_expires_at) for row in rows),
+        key=lambda due: order[due.connection_id],
+    )
 
 
 async def release_claims(
@@ -254,34 +290,9 @@ async def release_claims(
 
 async def load_due_check(session: AsyncSession, connection_id: int) -> DueCheck | None:
     """What probing `connection_id` needs, without claiming it (check-now from the API)."""
-    query = (
-        select(
-            ConnectionRow.id,
-            ConnectionRow.heartbeat,
-            ConnectionRow.credentials_ciphertext,
-            ConnectionRow.check_interval_seconds,
-            ConnectionRow.failure_threshold,
-            ConnectionRow.next_check_at,
-            ConsumerRow.external_id,
-            ConnectorRow.heartbeat.label("template"),
-        )
-        .join(ConsumerRow, ConsumerRow.id == ConnectionRow.consumer_id)
-        .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
-        .where(ConnectionRow.id == connection_id)
-    )
+    query = _due_checks_query().where(ConnectionRow.id == connection_id)
     row = (await session.execute(query)).one_or_none()
-    if row is None:
-        return None
-    return DueCheck(
-        connection_id=row.id,
-        external_id=row.external_id,
-        heartbeat=merge(row.template or {}, row.heartbeat or {}),
-        credentials_ciphertext=row.credentials_ciphertext,
-        check_interval_seconds=row.check_interval_seconds,
-        failure_threshold=row.failure_threshold,
-        due_at=row.next_check_at,
-        lease_expires_at=None,
-    )
+    return None if row is None else _due_check(row, lease_expires_at=None)
 
 
 async def record_outcomes(

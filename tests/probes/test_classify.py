@@ -6,7 +6,6 @@ import socket
 import ssl
 
 import aiohttp
-import httpx
 import pytest
 
 from probes import BlockedAddressError
@@ -49,33 +48,30 @@ def _wrapped(inner: BaseException, *outer: type[BaseException]) -> BaseException
 
 
 def test_exception_classification_reads_the_root_cause_not_the_wrapper() -> None:
-    # httpx-aiohttp maps aiohttp's dropped connection to httpx.ConnectTimeout: not a timeout.
-    dropped = _wrapped(aiohttp.ServerDisconnectedError(), httpx.ConnectTimeout)
-    assert classify_exception(dropped) == FailureReason.CONNECT
-    assert classify_exception(_wrapped(ConnectionRefusedError(111, "x"), httpx.ConnectError)) == (
+    # aiohttp calls every resolver failure a DNS error; ours also refuses blocked addresses.
+    refused = BlockedAddressError("h", "10.0.0.1", "a private address")
+    assert classify_exception(_wrapped(refused, aiohttp.ClientError)) == FailureReason.BLOCKED
+    assert classify_exception(_wrapped(aiohttp.ServerDisconnectedError(), RuntimeError)) == (
         FailureReason.CONNECT
     )
-    assert classify_exception(_wrapped(ConnectionResetError(104, "x"), httpx.ReadError)) == (
+    assert classify_exception(
+        _wrapped(ConnectionRefusedError(111, "x"), aiohttp.ClientOSError)
+    ) == (FailureReason.CONNECT)
+    assert classify_exception(_wrapped(ConnectionResetError(104, "x"), aiohttp.ClientError)) == (
         FailureReason.CONNECT
     )
-    assert classify_exception(_wrapped(socket.gaierror(-2, "x"), httpx.ConnectError)) == (
+    assert classify_exception(_wrapped(socket.gaierror(-2, "x"), aiohttp.ClientOSError)) == (
         FailureReason.DNS
     )
     assert (
-        classify_exception(_wrapped(ssl.SSLCertVerificationError(1, "x"), httpx.ConnectError))
+        classify_exception(_wrapped(ssl.SSLCertVerificationError(1, "x"), aiohttp.ClientError))
         == FailureReason.TLS
     )
-    assert (
-        classify_exception(
-            _wrapped(BlockedAddressError("h", "10.0.0.1", "a private address"), httpx.ConnectError)
-        )
-        == FailureReason.BLOCKED
-    )
-    assert classify_exception(_wrapped(aiohttp.ServerTimeoutError(), httpx.ReadTimeout)) == (
+    assert classify_exception(_wrapped(aiohttp.ServerTimeoutError(), aiohttp.ClientError)) == (
         FailureReason.TIMEOUT
     )
     assert classify_exception(TimeoutError()) == FailureReason.TIMEOUT
-    assert classify_exception(httpx.ReadTimeout("x")) == FailureReason.TIMEOUT
+    assert classify_exception(ValueError("a bug, not the target")) == FailureReason.CONNECT
 
 
 def test_exception_chain_stops_at_a_cycle() -> None:
