@@ -301,21 +301,26 @@ class Target:
     base_url: str = ""
     hits: Counter[str] = field(default_factory=Counter)
 
-    def url(self, n: int) -> str:
-        return f"{self.base_url}/fast/{n}"
+    def url(self, n: int, path: str = "fast") -> str:
+        return f"{self.base_url}/{path}/{n}"
 
 
 @pytest.fixture
 async def target() -> AsyncIterator[Target]:
-    """GET /fast/{n}: 200 "ok" at once, counted per n."""
+    """GET /fast/{n}: 200 "ok" at once; GET /fail/{n}: 500 at once; both counted per n."""
     state = Target()
 
     async def fast(request: web.Request) -> web.Response:
         state.hits[request.match_info["n"]] += 1
         return web.Response(text="ok")
 
+    async def fail(request: web.Request) -> web.Response:
+        state.hits[request.match_info["n"]] += 1
+        return web.Response(status=500, text="down")
+
     app = web.Application()
     app.router.add_get("/fast/{n}", fast)
+    app.router.add_get("/fail/{n}", fail)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     state.base_url = f"http://127.0.0.1:{server.port}"
