@@ -754,8 +754,15 @@ class Worker:
 
 
 class Workers:
-    def __init__(self, folder: Path, secret_key: str, py_spy: Path | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        secret_key: str,
+        py_spy: Path | None = None,
+        probe_processes: int = 0,
+    ) -> None:
         self.folder = folder
+        self.probe_processes = probe_processes
         self.secret_key = secret_key
         self.started: list[Worker] = []
         self.py_spy = py_spy  # record each worker's stacks into this folder (collapsed format)
@@ -768,6 +775,7 @@ class Workers:
             HEALTHGRAPH_ALLOW_TARGETS="127.0.0.1/32,::1/128",
             HEALTHGRAPH_SECRET_KEYS=self.secret_key,
             HEALTHGRAPH_LOG_LEVEL="INFO",
+            HEALTHGRAPH_PROBE_PROCESSES=str(self.probe_processes),
         )
         return env
 
@@ -854,7 +862,8 @@ async def drain(
     started = [await workers.start(backend.url, *worker_options) for _ in range(worker_count)]
     try:
         background = await background_cores()
-        usage = Usage([worker.process.pid for worker in started])
+        # The worker and its probe processes (HEALTHGRAPH_PROBE_PROCESSES), if any.
+        usage = Usage([pid for worker in started for pid in process_tree(worker.process.pid)])
         database = Usage(await backend.server_pids())
         target = Usage(process_tree(target_pid))
         await backend.make_all_due()
@@ -1035,7 +1044,7 @@ async def measure_lag(
         start = time.time() + 3.0
         await backend.spread_due(start, interval, count)
         await due_times.snapshot()
-        usage = Usage([worker.process.pid])
+        usage = Usage(process_tree(worker.process.pid))
         observer = Usage([os.getpid()])
         end = start + seconds
         next_snapshot = next_report = time.time()
@@ -1351,6 +1360,12 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slow-connections", type=int, default=8_000)
     parser.add_argument("--worker-concurrency", type=int, default=100)
     parser.add_argument(
+        "--probe-processes",
+        type=int,
+        default=0,
+        help="HEALTHGRAPH_PROBE_PROCESSES for every worker (0: probe in the worker itself)",
+    )
+    parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="record the workers with py-spy (raw stacks)"
     )
     parser.add_argument("--serve-slow", metavar="PORTS", help=argparse.SUPPRESS)
@@ -1379,7 +1394,7 @@ async def main(args: argparse.Namespace) -> None:
         flush=True,
     )
     with scratch_folder() as folder:
-        workers = Workers(folder, key, args.py_spy)
+        workers = Workers(folder, key, args.py_spy, args.probe_processes)
         try:
             for name in args.sections.split(","):
                 await SECTIONS[name](args, workers, key_ring, summary)

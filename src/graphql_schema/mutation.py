@@ -25,8 +25,9 @@ from graphql_schema.types import (
     SyncActivation,
     Use,
 )
+from probes.check import check_connection
 from probes.errors import BlockedAddressError, ProbeConfigError
-from probes.scheduler import check_connection, random_jitter
+from probes.scheduler import random_jitter
 from store import commands, domain, scheduling
 from store.errors import ConflictError, NotFoundError, ValidationError
 from store.heartbeat import heartbeat_problems

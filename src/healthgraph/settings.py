@@ -39,7 +39,9 @@ _KEYS = (
     "LOG_LEVEL",
     "PUBLIC_URL",
     "WORKER_METRICS_PORT",
+    "PROBE_PROCESSES",
 )
+MAX_PROBE_PROCESSES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,8 @@ class Settings:
     log_level: str = "INFO"
     public_url: str | None = None
     worker_metrics_port: int = 9464
+    # 0: the scheduler probes in its own process; N: in N child processes (probes.pool).
+    probe_processes: int = 0
 
     @property
     def base_url(self) -> str:
@@ -125,6 +129,16 @@ def _port(key: str, raw: Any) -> int:
     if not 0 < port < 65536:
         raise SettingsError(key, raw, "expected a port number 1..65535")
     return port
+
+
+def _count(key: str, raw: Any, maximum: int) -> int:
+    try:
+        count = int(str(raw).strip())
+    except ValueError:
+        count = -1
+    if not 0 <= count <= maximum:
+        raise SettingsError(key, raw, f"expected a whole number 0..{maximum}")
+    return count
 
 
 def _list(raw: Any) -> tuple[str, ...]:
@@ -221,6 +235,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 f"{PREFIX}LOG_LEVEL", raw["LOG_LEVEL"], "expected DEBUG, INFO, WARNING or ERROR"
             )
         values["log_level"] = level
+    if "PROBE_PROCESSES" in raw:
+        values["probe_processes"] = _count(
+            f"{PREFIX}PROBE_PROCESSES", raw["PROBE_PROCESSES"], MAX_PROBE_PROCESSES
+        )
     if raw.get("PUBLIC_URL"):
         url = str(raw["PUBLIC_URL"]).strip()
         parts = urlsplit(url)

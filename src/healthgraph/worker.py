@@ -31,7 +31,8 @@ from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError
 from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
-from probes.scheduler import CheckObserver, OnChanges, Scheduler, SchedulerConfig
+from probes.pool import ProbeProcessConfig, ProbeProcesses
+from probes.scheduler import CheckObserver, CheckRunner, OnChanges, Scheduler, SchedulerConfig
 from probes.target import ProbeContext
 from store.engine import async_url
 from store.errors import StoreError
@@ -131,9 +132,24 @@ async def _run_scheduler(
     config = config or SchedulerConfig()
     database = await open_database(settings.database_url)
     try:
-        async with ProbeContext.create(
-            allow=settings.allow_targets, connections_per_origin=config.per_host_concurrency
-        ) as context:
+        async with contextlib.AsyncExitStack() as stack:
+            context = await stack.enter_async_context(
+                ProbeContext.create(
+                    allow=settings.allow_targets,
+                    connections_per_origin=config.per_host_concurrency,
+                )
+            )
+            run_check: CheckRunner | None = None
+            if settings.probe_processes:
+                processes = ProbeProcesses(
+                    settings.probe_processes,
+                    ProbeProcessConfig(
+                        allow=settings.allow_targets,
+                        key_ring=key_ring,
+                        connections_per_origin=config.per_host_concurrency,
+                    ),
+                )
+                run_check = (await stack.enter_async_context(processes)).check
             scheduler = Scheduler(
                 database.sessions,
                 context,
@@ -142,11 +158,15 @@ async def _run_scheduler(
                 config=config,
                 on_changes=on_changes,
                 observer=observer,
+                run_check=run_check,
             )
             log.info(
-                "healthgraph worker %s started on %s",
+                "healthgraph worker %s started on %s, probing in %s",
                 scheduler.worker_id,
                 "SQLite" if database_file else "PostgreSQL",
+                f"{settings.probe_processes} processes"
+                if settings.probe_processes
+                else "this process",
             )
             await scheduler.run(stop)
     finally:

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import random
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -27,14 +26,11 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from probes.errors import ProbeConfigError
-from probes.redact import Redactor, clip, url_secrets
+from probes.check import check_connection
 from probes.registry import ProbeFunction, run_probe
-from probes.result import Credentials, ProbeResult
-from probes.target import ProbeContext, ProbeTarget
-from store.crypto import KeyRing, KeyRingError
-from store.domain import CheckOutcome, FailureReason, StatusChange
-from store.heartbeat import to_spec
+from probes.target import ProbeContext
+from store.crypto import KeyRing
+from store.domain import CheckOutcome, StatusChange
 from store.scheduling import (
     DueCheck,
     Jitter,
@@ -48,6 +44,8 @@ from store.scheduling import (
 log = logging.getLogger(__name__)
 
 OnChanges = Callable[[list[StatusChange]], Awaitable[None]]
+CheckRunner = Callable[[DueCheck], Awaitable[tuple[CheckOutcome, float]]]
+"""Runs one check somewhere (probes.pool's child processes): its outcome and seconds."""
 Clock = Callable[[], datetime]
 
 
@@ -91,74 +89,6 @@ def random_jitter(ratio: float, rng: random.Random | None = None) -> Jitter:
         return source.uniform(-ratio, ratio) * interval
 
     return jitter
-
-
-def outcome_from_result(result: ProbeResult) -> CheckOutcome:
-    return CheckOutcome(
-        success=result.success,
-        checked_at=result.checked_at,
-        latency_ms=result.latency_ms,
-        failure_reason=result.failure_reason,
-        error=result.error,
-        http_status=result.http_status,
-        tls_cert_expires_at=result.tls_cert_expires_at,
-    )
-
-
-async def check_connection(
-    due: DueCheck,
-    context: ProbeContext,
-    key_ring: KeyRing | None,
-    *,
-    probe: ProbeFunction = run_probe,
-) -> CheckOutcome:
-    """Probe one connection. Never raises: a probe that cannot run is a failed check.
-
-    Used by the scheduler and by check-now. Such failures are reported as CONNECT (the check
-    could not reach the target) with a message that says why; secrets are masked in it.
-    """
-    checked_at, started = utc_now(), time.perf_counter()
-    credentials: Credentials | None = None
-    url = due.heartbeat.get("url")
-    try:
-        credentials = _credentials(due, key_ring)
-        target = ProbeTarget(spec=to_spec(due.heartbeat, due.external_id), credentials=credentials)
-        return outcome_from_result(await probe(target, context))
-    except (ProbeConfigError, KeyRingError) as exc:
-        message = f"cannot run the check: {exc}"
-    except Exception as exc:  # a bug in one probe must not stop the other checks
-        message = f"the probe failed unexpectedly ({type(exc).__name__}); see the worker log"
-        redact = _redactor(url, credentials)
-        # Frames only, and the message masked: an exception's text may quote a secret.
-        log.error(
-            "probe of connection %d raised %s: %s\n%s",
-            due.connection_id,
-            type(exc).__name__,
-            redact(clip(str(exc))),
-            "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
-        )
-    return CheckOutcome(
-        success=False,
-        checked_at=checked_at,
-        latency_ms=(time.perf_counter() - started) * 1000.0,
-        failure_reason=FailureReason.CONNECT,
-        error=clip(_redactor(url, credentials)(message)),
-    )
-
-
-def _credentials(due: DueCheck, key_ring: KeyRing | None) -> Credentials | None:
-    if due.credentials_ciphertext is None:
-        return None
-    if key_ring is None:
-        raise KeyRingError("the connection has stored credentials but no key ring was given")
-    return Credentials.from_secret(key_ring.decrypt(due.credentials_ciphertext))
-
-
-def _redactor(url: object, credentials: Credentials | None) -> Redactor:
-    secrets = url_secrets(url if isinstance(url, str) else None)
-    if credentials is not None:
-        secrets.extend(credentials.secrets())
-    return Redactor(secrets)
 
 
 def _host(due: DueCheck) -> str:
@@ -233,9 +163,11 @@ class Scheduler:
         on_changes: OnChanges | None = None,
         observer: CheckObserver | None = None,
         probe: ProbeFunction = run_probe,
+        run_check: CheckRunner | None = None,
         jitter: Jitter | None = None,
         clock: Clock = utc_now,
     ) -> None:
+        """`run_check`: where checks run (default: in this process, with `probe`)."""
         self.worker_id = worker_id
         self.config = config or SchedulerConfig()
         self.checks_done = 0  # probe results written
@@ -245,6 +177,7 @@ class Scheduler:
         self._on_changes = on_changes
         self._observer = observer
         self._probe = probe
+        self._run_check = run_check or self._check_here
         self._jitter = jitter or random_jitter(self.config.jitter_ratio)
         self._clock = clock
         self._global = asyncio.Semaphore(self.config.concurrency)
@@ -345,11 +278,7 @@ class Scheduler:
                     # Waited too long for a slot: the row may be another worker's by now.
                     log.debug("connection %d: lease ran out before its probe", due.connection_id)
                     return
-                started = time.perf_counter()
-                outcome = await check_connection(
-                    due, self._context, self._key_ring, probe=self._probe
-                )
-                seconds = time.perf_counter() - started
+                outcome, seconds = await self._run_check(due)
             self._observe(due, outcome, seconds)
             self._buffer.append((due.connection_id, outcome))
             if len(self._buffer) >= self.config.flush_size:
@@ -358,6 +287,11 @@ class Scheduler:
             self._hosts.leave(host)
             self._inflight.discard(due.connection_id)
             self._slot_freed.set()
+
+    async def _check_here(self, due: DueCheck) -> tuple[CheckOutcome, float]:
+        started = time.perf_counter()
+        outcome = await check_connection(due, self._context, self._key_ring, probe=self._probe)
+        return outcome, time.perf_counter() - started
 
     def _observe(self, due: DueCheck, outcome: CheckOutcome, seconds: float) -> None:
         if self._observer is None:

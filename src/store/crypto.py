@@ -39,7 +39,15 @@ class KeyRing:
                     f"key {position} of the ring is not a Fernet key (32 url-safe base64 bytes)"
                 ) from exc
         self._ring = MultiFernet(fernets)
-        self._newest_key = keys[0].strip().encode("ascii")
+        self._keys = tuple(key.strip() for key in keys)
+        self._newest_key = self._keys[0].encode("ascii")
+
+    def __reduce__(self) -> tuple[type[KeyRing], tuple[tuple[str, ...]]]:
+        # Pickled as its keys, for the worker's own probe processes (probes.pool).
+        return (KeyRing, (self._keys,))
+
+    def __repr__(self) -> str:
+        return f"KeyRing({len(self._keys)} keys)"
 
     def encrypt(self, secret: dict[str, Any]) -> bytes:
         return self._ring.encrypt(json.dumps(secret, sort_keys=True).encode())

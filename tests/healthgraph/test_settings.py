@@ -27,7 +27,12 @@ def test_defaults() -> None:
         log_level="INFO",
         public_url=None,
         worker_metrics_port=9464,
+        probe_processes=0,
     )
+
+
+def test_probe_processes_from_the_environment() -> None:
+    assert load_settings({"HEALTHGRAPH_PROBE_PROCESSES": " 2 "}).probe_processes == 2
 
 
 def test_environment_file_and_overrides_in_that_order(tmp_path: Path) -> None:
@@ -91,6 +96,14 @@ def test_environment_file_and_overrides_in_that_order(tmp_path: Path) -> None:
             "HEALTHGRAPH_WORKER_METRICS_PORT: expected a port number 1..65535 (got '0')",
         ),
         (
+            {"HEALTHGRAPH_PROBE_PROCESSES": "two"},
+            "HEALTHGRAPH_PROBE_PROCESSES: expected a whole number 0..64 (got 'two')",
+        ),
+        (
+            {"HEALTHGRAPH_PROBE_PROCESSES": "-1"},
+            "HEALTHGRAPH_PROBE_PROCESSES: expected a whole number 0..64 (got '-1')",
+        ),
+        (
             {"HEALTHGRAPH_PUBLIC_URL": "ftp://hg.example"},
             "HEALTHGRAPH_PUBLIC_URL: expected an http(s) URL (got 'ftp://hg.example')",
         ),
@@ -114,7 +127,8 @@ def test_a_bad_file_is_named(tmp_path: Path) -> None:
         load_settings({"HEALTHGRAPH_CONFIG": str(config)})
     assert str(caught.value) == (
         f"{config}: colour: unknown setting; expected one of database_url, host, port, secret_keys, "
-        "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level, public_url, worker_metrics_port"
+        "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level, public_url, worker_metrics_port, "
+        "probe_processes"
     )
     config.write_text("[not, a, mapping]\n")
     with pytest.raises(SettingsError, match="must hold a mapping of setting: value"):

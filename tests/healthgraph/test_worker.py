@@ -206,7 +206,7 @@ def worker_env(database_url: str) -> dict[str, str]:
 async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
     started: list[Worker] = []
 
-    async def start(database_url: str, *options: str) -> Worker:
+    async def start(database_url: str, *options: str, **env: str) -> Worker:
         log_path = tmp_path / f"worker-{len(started)}.log"
         log_file = log_path.open("w")
         process = await asyncio.create_subprocess_exec(
@@ -214,7 +214,7 @@ async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Worke
             "-m",
             "healthgraph.worker",
             *options,
-            env=worker_env(database_url),
+            env={**worker_env(database_url), **env},
             cwd=tmp_path,
             stdout=log_file,
             stderr=log_file,
@@ -265,6 +265,45 @@ async def test_sqlite_worker_checks_and_a_second_one_is_refused(
     third = await workers(url)
     await third.wait_started()
     assert await third.stop() == 0
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_sqlite_worker_with_probe_processes_checks_each_connection_once(
+    tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hg.db'}"
+    database = await open_database(url)
+    try:
+        await add_connections(database, target.base_url, 300, path="fast", due=True)
+        worker = await workers(url, HEALTHGRAPH_PROBE_PROCESSES="2")
+        await worker.wait_started()
+        assert "probing in 2 processes" in await worker.log()
+        probe_processes = child_pids(worker.process.pid)
+        assert len(probe_processes) == 2
+
+        async def all_checked() -> bool:
+            return await count_checks(database) == 300
+
+        await wait_until(all_checked)
+        assert await worker.stop() == 0
+        assert await worker.checks_done() == 300
+        assert Counter(target.hits.values()) == {1: 300}
+        assert Counter((await checks_per_connection(database)).values()) == {1: 300}
+        # They end with their worker: none is left behind.
+        assert [pid for pid in probe_processes if running(pid)] == []
+    finally:
+        await database.close()
 
 
 async def test_run_worker_in_process_refuses_a_second_one_on_sqlite(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy import func, select, text
 
 from healthgraph.database import Database
 from probes import ProbeContext, ProbeResult, ProbeTarget
-from probes.scheduler import Scheduler, SchedulerConfig, check_connection, random_jitter
+from probes.check import check_connection
+from probes.scheduler import Scheduler, SchedulerConfig, random_jitter
 from store.crypto import KeyRing, generate_key
 from store.domain import (
     CheckOutcome,
