@@ -257,7 +257,8 @@ async def claim_due_connections(
         .limit(limit)
     )
     # SKIP LOCKED: rows another worker is claiming right now are its, not ours to wait for.
-    ids = list((await session.scalars(_locking(ids_query, connection, skip_locked=True))).all())
+    # Core, not the ORM session: these run for every batch, and the ORM layer costs CPU.
+    ids = list((await connection.scalars(_locking(ids_query, connection, skip_locked=True))).all())
     if not ids:
         return []
     lease_expires_at = now + timedelta(seconds=lease_seconds)
@@ -266,7 +267,7 @@ async def claim_due_connections(
         .where(_CONNECTIONS.c.id.in_(ids))
         .values(lease_expires_at=lease_expires_at, claimed_by=worker_id)
     )
-    rows = (await session.execute(_due_checks_query().where(ConnectionRow.id.in_(ids)))).all()
+    rows = (await connection.execute(_due_checks_query().where(ConnectionRow.id.in_(ids)))).all()
     order = {connection_id: position for position, connection_id in enumerate(ids)}
     return sorted(
         (_due_check(row, lease_expires_at) for row in rows),
@@ -321,7 +322,7 @@ async def record_outcomes(
         # Rows locked in id order: two writers cannot each hold a row the other waits for.
         .order_by(ConnectionRow.id)
     )
-    rows = (await session.execute(_locking(query, connection, skip_locked=False))).all()
+    rows = (await connection.execute(_locking(query, connection, skip_locked=False))).all()
     return await _write(
         connection,
         rows,
@@ -346,7 +347,7 @@ async def record_unclaimed_outcomes(
         .where(ConnectionRow.id.in_({connection_id for connection_id, _ in outcomes}))
         .order_by(ConnectionRow.id)
     )
-    rows = (await session.execute(_locking(query, connection, skip_locked=False))).all()
+    rows = (await connection.execute(_locking(query, connection, skip_locked=False))).all()
     return await _write(
         connection,
         rows,
@@ -378,7 +379,7 @@ async def mark_missed_heartbeats(
         .limit(limit)
     )
     # SKIP LOCKED: another worker sweeping at the same moment takes the other rows.
-    rows = (await session.execute(_locking(query, connection, skip_locked=True))).all()
+    rows = (await connection.execute(_locking(query, connection, skip_locked=True))).all()
     outcomes = [
         (
             row.id,
