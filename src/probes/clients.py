@@ -1,4 +1,4 @@
-"""HTTP sessions pinned to guard-validated addresses, pooled per origin, with no cookies.
+"""The HTTP session: pinned to guard-validated addresses, pooled per origin, with no cookies.
 
 aiohttp drives the exchange and owns the sockets. It asks a resolver for the addresses of
 every new connection, so a resolver that calls the guard makes the guard's answer the only
@@ -77,11 +77,13 @@ def origin_of(url: URL) -> Origin:
 
 
 class ProbeClients:
-    """One aiohttp session (one connection pool) per origin, shared by all probes.
+    """One aiohttp session for every probe of the process.
 
-    Only connections are shared: the cookie jar keeps nothing, and credentials travel per
-    request. `connections_per_origin` caps the pool; the scheduler sets it to its per-host
-    limit, so a probe never holds a global slot while it waits inside aiohttp for a socket.
+    Its connector keeps a pool of kept-alive connections per (host, port, TLS), at most
+    `connections_per_origin` each (the scheduler passes its per-host limit, so no probe waits
+    for a socket while it holds a global slot), and closes idle ones after aiohttp's
+    keep-alive timeout: 100k distinct hosts cost sockets only while they are used. Only
+    connections are shared: the cookie jar keeps nothing, and credentials travel per request.
     """
 
     def __init__(
@@ -91,25 +93,22 @@ class ProbeClients:
         *,
         connections_per_origin: int = DEFAULT_CONNECTIONS_PER_ORIGIN,
     ) -> None:
+        if connections_per_origin < 1:
+            raise ValueError("connections_per_origin must be at least 1")
         self._guard = guard
         self._ssl_context = ssl_context or default_ssl_context()
         self._connections_per_origin = connections_per_origin
-        self._sessions: dict[Origin, aiohttp.ClientSession] = {}
+        self._session: aiohttp.ClientSession | None = None
 
-    def session_for(self, url: URL) -> aiohttp.ClientSession:
-        """The pooled session for the origin of `url`, created on first use."""
-        key = origin_of(url)
-        session = self._sessions.get(key)
-        if session is None:
-            session = self._sessions[key] = self._new_session()
-        return session
-
-    def __len__(self) -> int:
-        return len(self._sessions)
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session, created on first use (inside the running event loop)."""
+        if self._session is None or self._session.closed:
+            self._session = self._new_session()
+        return self._session
 
     async def aclose(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
+        session, self._session = self._session, None
+        if session is not None:
             await session.close()
 
     def _new_session(self) -> aiohttp.ClientSession:
@@ -118,7 +117,7 @@ class ProbeClients:
             # The guard must see every new connection; a DNS cache would answer for it.
             use_dns_cache=False,
             ssl=self._ssl_context,
-            limit=self._connections_per_origin,
+            limit=0,  # the scheduler bounds probes in flight; this bounds each origin
             limit_per_host=self._connections_per_origin,
         )
         return aiohttp.ClientSession(

@@ -120,7 +120,7 @@ async def _send_following(
         try:
             # aiohttp skips the resolver (and so the guard) for address literals.
             context.guard.check_literal(url.host or "")
-            response = await context.clients.session_for(url).request(
+            response = await context.clients.session().request(
                 method, url, headers=headers, allow_redirects=False
             )
         except Exception as exc:

@@ -3,9 +3,9 @@
 One Python process uses one core, and probing is most of a check's CPU. A worker with probe
 processes keeps claiming and writing in its own process (SQLite has exactly one writer, and
 the claim is the worker's), and hands each claimed check to a child process that probes it
-and sends the outcome back. Checks are routed by host, so each host's connection pool lives
-in one child. Messages go over the child's stdin and stdout as length-prefixed pickles, in
-batches: one write per event-loop turn, not one per check.
+and sends the outcome back. Checks are routed by host, so each host's kept-alive connections
+and its connection limit live in one child. Messages go over the child's stdin and stdout as
+length-prefixed pickles, in batches: one write per event-loop turn, not one per check.
 
 The child is `python -m probes.pool`: it reads its settings (allowlist, key ring, pool size)
 as the first message, and exits when its stdin closes, so it never outlives its worker.

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from probes import Credentials, ProbeConfigError, ProbeContext, probe_http, run_probe
 from probes.http import MAX_REDIRECTS
@@ -311,6 +316,38 @@ async def test_the_method_is_the_specs(
     assert [s.method for s in http_server.seen] == ["HEAD", "POST", "OPTIONS"]
 
 
+@dataclass
+class SlowServer:
+    url: str
+    in_flight: int = 0
+    most_at_once: int = 0
+
+
+@pytest.fixture
+async def slow_servers() -> AsyncIterator[tuple[SlowServer, SlowServer]]:
+    """Two origins that answer each request after 0.3 s and count requests at once."""
+    started: list[tuple[TestServer, SlowServer]] = []
+    for _ in range(2):
+        state = SlowServer(url="")
+
+        async def slow(request: web.Request, state: SlowServer = state) -> web.Response:
+            state.in_flight += 1
+            state.most_at_once = max(state.most_at_once, state.in_flight)
+            await asyncio.sleep(0.3)
+            state.in_flight -= 1
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/", slow)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        state.url = f"http://127.0.0.1:{server.port}/"
+        started.append((server, state))
+    yield started[0][1], started[1][1]
+    for server, _ in started:
+        await server.close()
+
+
 # --- pooling without sharing -----------------------------------------------------------------
 
 
@@ -329,15 +366,25 @@ async def test_probes_to_one_host_share_a_connection_pool(
     for _ in range(3):
         await probe_http(http_target(http_server.url("/echo")), loopback_context)
     assert len({s.peer_port for s in http_server.seen}) == 1  # one kept-alive connection
-    assert len(loopback_context.clients) == 1
 
 
-async def test_each_origin_gets_its_own_pool(
-    http_server: HttpServer, other_http_server: HttpServer, loopback_context: ProbeContext
+async def test_each_origin_is_capped_on_its_own(
+    slow_servers: tuple[SlowServer, SlowServer],
 ) -> None:
-    await probe_http(http_target(http_server.url("/echo")), loopback_context)
-    await probe_http(http_target(other_http_server.url("/echo")), loopback_context)
-    assert len(loopback_context.clients) == 2
+    busy, quiet = slow_servers
+    async with ProbeContext.create(allow=LOOPBACK, connections_per_origin=2) as context:
+
+        async def probe(server: SlowServer) -> float:
+            result = await probe_http(http_target(server.url), context)
+            assert outcome(result) == (True, None, 200, None)
+            return result.latency_ms
+
+        latencies = await asyncio.gather(*(probe(busy) for _ in range(6)), probe(quiet))
+    # Six to the busy origin, two at a time: three rounds of 0.3 s. The quiet origin's probe
+    # ran at once beside them: the busy origin's queue is its own.
+    assert (busy.most_at_once, quiet.most_at_once) == (2, 1)
+    assert latencies[-1] < 550
+    assert max(latencies[:-1]) >= 850
 
 
 # --- redirects -------------------------------------------------------------------------------
