@@ -52,7 +52,7 @@ from graphql_schema.schema import build_schema
 from healthgraph.app import create_app
 from healthgraph.database import Database, connect, open_database
 from healthgraph.settings import Settings
-from store.domain import TokenScope
+from store.domain import SyncStep, TokenScope
 from store.migrate import upgrade_database
 from store.models import (
     ConnectionRow,
@@ -64,6 +64,7 @@ from store.models import (
     SyncRow,
     UseKindRow,
     UseRow,
+    step_bit,
 )
 from store.pagination import encode_cursor
 
@@ -417,15 +418,20 @@ def generate(scale: Scale) -> Dataset:
         for sync_id in sorted(chosen):
             activation_id += 1
             created = now - timedelta(days=rng.randrange(1, 300))
-            activation_rows.append((activation_id, sync_id, consumer_id, created, created))
             has_all = set(requirements[sync_id]) <= owned
             done = rng.random() < (0.95 if has_all else 0.5)
+            completed_steps = 0
             for step, chance in zip(STEPS, (1.0, 0.75, 0.7), strict=True):
                 done = done and rng.random() < chance
                 step_rows.append((activation_id, step, done, None))
+                completed_steps |= step_bit(SyncStep(step)) if done else 0
+            # Core inserts bypass the ORM flush hook that keeps completed_steps: set it here.
+            activation_rows.append(
+                (activation_id, sync_id, consumer_id, created, created, completed_steps)
+            )
     data.add(
         SyncActivationRow.__table__,
-        ("id", "sync_id", "consumer_id", "created_at", "updated_at"),
+        ("id", "sync_id", "consumer_id", "created_at", "updated_at", "completed_steps"),
         activation_rows,
     )
     data.add(

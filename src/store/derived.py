@@ -1,24 +1,27 @@
 """Derived facts as SQL expressions: the single definition used by lists, filters, counts and CSV.
 
 Never stored: a consumer is *active*, a connection is *failed*, an activation has an *issue*.
-Each function returns a correlated expression, so it filters, counts and selects alike.
+Each function returns a correlated expression, so it filters, counts and selects alike. The one
+denormalised input is `sync_activations.completed_steps` (see `completed_steps_from_rows`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, literal, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, false, func, literal, not_, or_, select
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement as Column
 
-from store.domain import ConnectionState, ConnectionStatus, IssueCode, SyncStep
+from store.domain import SYNC_STEPS, ConnectionState, ConnectionStatus, IssueCode, SyncStep
 from store.models import (
+    ALL_STEPS_COMPLETE,
     ConnectionRow,
     ConsumerRow,
     SyncActivationRow,
     SyncActivationStepRow,
     SyncRequirementRow,
+    step_bit,
 )
 
 
@@ -63,12 +66,37 @@ def consumer_has_issue(code: IssueCode, consumer: Any = ConsumerRow) -> ColumnEl
     return false()
 
 
-def _step_incomplete(activation: Any, step: SyncStep | None = None) -> ColumnElement[bool]:
+def completed_steps_from_rows(activation: Any = SyncActivationRow) -> Column[int]:
+    """What `sync_activations.completed_steps` must equal: the bits of its complete step rows.
+
+    The stored column is what lists, counts and the funnel read; this is its definition, for
+    the tests that hold every write path to it (and the 0004 backfill does the same in SQL).
+    """
     s = aliased(SyncActivationStepRow)
-    conditions = [s.activation_id == activation.id, s.complete.is_(False)]
-    if step is not None:
-        conditions.append(s.step == step)
-    return _exists(s, *conditions)
+    bit = case(*((s.step == step, step_bit(step)) for step in SYNC_STEPS), else_=0)
+    return (
+        select(func.coalesce(func.sum(bit), 0))
+        .where(s.activation_id == activation.id, s.complete.is_(True))
+        .correlate_except(s)
+        .scalar_subquery()
+    )
+
+
+def step_is_complete(step: SyncStep, activation: Any = SyncActivationRow) -> ColumnElement[bool]:
+    """The step has a complete row (read from the denormalised bitmask)."""
+    mask: Column[int] = activation.completed_steps
+    return mask.op("&")(step_bit(step)) != 0
+
+
+def all_steps_complete(activation: Any = SyncActivationRow) -> ColumnElement[bool]:
+    mask: Column[int] = activation.completed_steps
+    return mask == ALL_STEPS_COMPLETE
+
+
+def _step_incomplete(activation: Any, step: SyncStep | None = None) -> ColumnElement[bool]:
+    if step is None:
+        return not_(all_steps_complete(activation))
+    return not_(step_is_complete(step, activation))
 
 
 def _requirement_connector(activation: Any, *, failed: bool) -> Column[Any]:
@@ -153,4 +181,5 @@ def activation_is_active(activation: Any = SyncActivationRow) -> ColumnElement[b
             )
         ),
     )
-    return and_(not_(_step_incomplete(activation)), not_(missing_requirement))
+    # Steps first: the cheap column test spares the EXISTS for every unfinished activation.
+    return and_(all_steps_complete(activation), not_(missing_requirement))

@@ -20,7 +20,6 @@ from store.domain import (
     ConnectionState,
     ConnectionStatus,
     IssueCode,
-    SyncStep,
     UseStatus,
 )
 from store.filters import (
@@ -37,11 +36,11 @@ from store.models import (
     ConnectorRow,
     ConsumerRow,
     SyncActivationRow,
-    SyncActivationStepRow,
     SyncRequirementRow,
     SyncRow,
     UseKindRow,
     UseRow,
+    step_bit,
 )
 from store.pagination import Page, PageRequest, page_of, paginate
 
@@ -731,66 +730,75 @@ async def overview(
         if state is not ConnectionState.DISABLED:
             by_status[status] += int(count)
 
+    # Counted per (connector, state) in a subquery, pivoted here: SQLite answers the GROUP BY
+    # from the (connector_id, state) index alone, where CASE sums per joined row cost 3x more.
+    per_state = (
+        select(ConnectionRow.connector_id, ConnectionRow.state, func.count().label("count"))
+        .where(*connection_scope)
+        .group_by(ConnectionRow.connector_id, ConnectionRow.state)
+        .subquery()
+    )
     connector_rows = await session.execute(
-        select(
-            ConnectorRow,
-            _count_where(ConnectionRow.state == ConnectionState.ACTIVE),
-            _count_where(ConnectionRow.state == ConnectionState.PENDING),
-            _count_where(ConnectionRow.state == ConnectionState.FAILED),
-        )
-        .outerjoin(
-            ConnectionRow,
-            and_(ConnectionRow.connector_id == ConnectorRow.id, *connection_scope),
-        )
-        .group_by(ConnectorRow.id)
+        select(ConnectorRow, per_state.c.state, per_state.c["count"])
+        .outerjoin(per_state, per_state.c.connector_id == ConnectorRow.id)
         .order_by(ConnectorRow.name, ConnectorRow.id)
     )
+    connector_states: dict[int, tuple[domain.Connector, dict[ConnectionState, int]]] = {}
+    for connector_row, state, count in connector_rows:
+        _, states = connector_states.setdefault(
+            connector_row.id, (records.connector(connector_row), defaultdict(int))
+        )
+        if state is not None:
+            states[state] += int(count)
     connectors = tuple(
-        domain.ConnectorUsage(records.connector(row), int(active), int(pending), int(failed))
-        for row, active, pending, failed in connector_rows
+        domain.ConnectorUsage(
+            connector,
+            states[ConnectionState.ACTIVE],
+            states[ConnectionState.PENDING],
+            states[ConnectionState.FAILED],
+        )
+        for connector, states in connector_states.values()
     )
 
-    sync_rows = await session.execute(
-        select(
-            SyncRow,
-            func.count(SyncActivationRow.id),
-            _count_where(and_(SyncActivationRow.id.is_not(None), derived.activation_is_active())),
-        )
-        .outerjoin(
-            SyncActivationRow,
-            and_(SyncActivationRow.sync_id == SyncRow.id, *activation_scope),
-        )
-        .group_by(SyncRow.id)
-        .order_by(SyncRow.name, SyncRow.id)
-    )
-    sync_counts = [(records.sync(row), int(total), int(active)) for row, total, active in sync_rows]
-
-    funnel: dict[tuple[int, SyncStep], tuple[int, int]] = {}
-    funnel_rows = await session.execute(
+    # Activations and the step funnel from the completion bitmask: one row per (sync, mask),
+    # read from the (sync_id, completed_steps, consumer_id) index alone.
+    per_mask = (
         select(
             SyncActivationRow.sync_id,
-            SyncActivationStepRow.step,
-            _count_where(SyncActivationStepRow.complete.is_(True)),
-            _count_where(SyncActivationStepRow.complete.is_(False)),
+            SyncActivationRow.completed_steps,
+            func.count().label("count"),
         )
-        .join(SyncActivationRow, SyncActivationRow.id == SyncActivationStepRow.activation_id)
         .where(*activation_scope)
-        .group_by(SyncActivationRow.sync_id, SyncActivationStepRow.step)
+        .group_by(SyncActivationRow.sync_id, SyncActivationRow.completed_steps)
+        .subquery()
     )
-    for sync_id, step, complete, incomplete in funnel_rows:
-        funnel[(sync_id, step)] = (int(complete), int(incomplete))
+    sync_rows = await session.execute(
+        select(SyncRow, per_mask.c.completed_steps, per_mask.c["count"])
+        .outerjoin(per_mask, per_mask.c.sync_id == SyncRow.id)
+        .order_by(SyncRow.name, SyncRow.id)
+    )
+    sync_masks: dict[int, tuple[domain.Sync, dict[int, int]]] = {}
+    for sync_row, mask, count in sync_rows:
+        _, masks = sync_masks.setdefault(sync_row.id, (records.sync(sync_row), {}))
+        if mask is not None:
+            masks[int(mask)] = int(count)
+    # Active ones apart: the requirement check runs only for activations with every step done.
+    active_per_sync: dict[int, int] = defaultdict(int)
+    active_rows = await session.execute(
+        select(SyncActivationRow.sync_id, func.count())
+        .where(derived.activation_is_active(), *activation_scope)
+        .group_by(SyncActivationRow.sync_id)
+    )
+    active_per_sync.update({sync_id: int(count) for sync_id, count in active_rows})
 
     syncs = tuple(
         domain.SyncUsage(
             sync=sync,
-            activations=total,
-            active_activations=active,
-            step_funnel=tuple(
-                domain.StepFunnelEntry(step, *funnel.get((sync.id, step), (0, 0)))
-                for step in domain.SYNC_STEPS
-            ),
+            activations=sum(masks.values()),
+            active_activations=active_per_sync[sync.id],
+            step_funnel=tuple(_funnel_entry(step, masks) for step in domain.SYNC_STEPS),
         )
-        for sync, total, active in sync_counts
+        for sync, masks in sync_masks.values()
     )
     return domain.Overview(
         consumers=int(consumers_total),
@@ -807,3 +815,12 @@ async def overview(
         connectors=connectors,
         syncs=syncs,
     )
+
+
+def _funnel_entry(
+    step: domain.SyncStep, activations_per_mask: dict[int, int]
+) -> domain.StepFunnelEntry:
+    """Complete and incomplete activations at `step`, from counts per completion bitmask."""
+    bit = step_bit(step)
+    complete = sum(n for mask, n in activations_per_mask.items() if mask & bit)
+    return domain.StepFunnelEntry(step, complete, sum(activations_per_mask.values()) - complete)

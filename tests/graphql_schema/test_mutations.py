@@ -11,11 +11,13 @@ import pytest
 from gql.transport.exceptions import TransportQueryError
 from sqlalchemy import select
 
+from graphql_schema.ids import from_global_id
 from graphql_schema.links import LinkSigner
 from store.domain import TokenScope
 from store.models import ConnectionRow
 from tests.demo_server import Server
 from tests.graphql_schema.test_access import EVERYTHING
+from tests.store.steps_check import completed_steps
 
 CREATE_CONSUMER = """
 mutation($input: CreateConsumerInput!) { createConsumer(input: $input) { id externalId name email active issues { code } } }
@@ -306,6 +308,8 @@ async def test_use_runs_inbound_heartbeats_and_activation_steps(demo: Server, wr
         ],
         "issue": {"code": "CONFIGURATION_INCOMPLETE"},
     }
+    _, row_id = from_global_id(activation_id)
+    assert (await completed_steps(demo.database))[row_id] == 0b011  # connection and mapping
 
 
 async def test_consumer_link_opens_the_consumer_page(demo: Server, writer: str) -> None:

@@ -17,6 +17,7 @@ from healthgraph.errors import CatalogError
 from store.crypto import KeyRing, generate_key
 from store.domain import ConnectionState
 from store.models import Base, ConnectionRow
+from tests.store.steps_check import completed_steps
 
 BASE = textwrap.dedent(
     """\
@@ -117,6 +118,7 @@ async def test_apply_creates_everything_and_a_second_apply_changes_nothing(db: D
 
     second = await apply_text(db, BASE)
     assert (second.changes, second.summary()) == ([], "no changes")
+    assert list((await completed_steps(db)).values()) == [0b011]  # connection and mapping
 
 
 async def test_apply_updates_only_what_changed(db: Database) -> None:
@@ -134,7 +136,13 @@ async def test_apply_updates_only_what_changed(db: Database) -> None:
         "updated sync 'Invoices to accounting': requires",
         "updated activation of 'Invoices to accounting' for 'acme': configuration",
     ]
+    assert list((await completed_steps(db)).values()) == [0b111]
     assert (await apply_text(db, changed)).changes == []
+    unmapped = edit(changed, "mapping: complete", "mapping: incomplete")
+    assert (await apply_text(db, unmapped)).changes == [
+        "updated activation of 'Invoices to accounting' for 'acme': mapping"
+    ]
+    assert list((await completed_steps(db)).values()) == [0b101]
 
 
 async def test_unlisted_rows_stay_without_prune_and_go_with_it(db: Database) -> None:

@@ -38,6 +38,7 @@ from store.models import (
 )
 from store.pagination import PageRequest
 from tests.factories import GraphFactory
+from tests.store.steps_check import completed_steps
 
 T = TypeVar("T")
 Command = Callable[[AsyncSession], Awaitable[object]]
@@ -1136,6 +1137,7 @@ async def test_sync_activation_steps_drive_the_issue(db: Database, ids: dict[str
             return (await queries.sync_activations_state(session, [activation.id]))[activation.id]
 
     assert await state() == (False, Issue(IssueCode.NO_CONNECTION))
+    assert await completed_steps(db) == {activation.id: 0}
 
     async def update(steps: dict[SyncStep, tuple[bool, str | None]]) -> domain.SyncActivation:
         return await _run(
@@ -1144,6 +1146,7 @@ async def test_sync_activation_steps_drive_the_issue(db: Database, ids: dict[str
 
     connected = await update({SyncStep.CONNECTION: (True, None)})
     assert await state() == (False, Issue(IssueCode.MAPPING_INCOMPLETE))
+    assert await completed_steps(db) == {activation.id: 0b001}
     mapped = await update(
         {SyncStep.MAPPING: (True, " 12 fields mapped "), SyncStep.CONFIGURATION: (False, "todo")}
     )
@@ -1159,8 +1162,13 @@ async def test_sync_activation_steps_drive_the_issue(db: Database, ids: dict[str
     assert connected.updated_at <= mapped.updated_at
     assert await _load(db, queries.sync_activations_by_id, activation.id) == mapped
     assert await state() == (False, Issue(IssueCode.CONFIGURATION_INCOMPLETE))
+    assert await completed_steps(db) == {activation.id: 0b011}
     await update({SyncStep.CONFIGURATION: (True, None)})
     assert await state() == (True, None)
+    assert await completed_steps(db) == {activation.id: 0b111}
+    await update({SyncStep.CONNECTION: (False, "re-authorise")})
+    assert await state() == (False, Issue(IssueCode.NO_CONNECTION))
+    assert await completed_steps(db) == {activation.id: 0b110}
 
     deleted = await _run(db, lambda s: commands.delete_sync_activation(s, activation.id))
     assert deleted.id == activation.id
@@ -1186,6 +1194,7 @@ async def test_update_sync_activation_adds_missing_step_rows(
         ),
     )
     assert updated.steps[1] == StepState(SyncStep.MAPPING, True)
+    assert await completed_steps(db) == {activation.id: 0b010}
 
 
 async def test_sync_activation_commands_refuse(db: Database, ids: dict[str, int]) -> None:
