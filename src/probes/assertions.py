@@ -6,11 +6,16 @@ import json
 import re
 from typing import Any
 
+import regex
+
 from store.domain import HeartbeatSpec
 
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 _PATH = re.compile(r"\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[\d+\])*")
 _MISSING = object()
+# A heartbeat's regex over a 64 KiB body takes microseconds; one that backtracks
+# catastrophically ((a+)+$) would hold the event loop, and every other probe, for ever.
+REGEX_SECONDS = 0.1
 
 
 def body_problem(body: bytes, spec: HeartbeatSpec, *, encoding: str, truncated: bool) -> str | None:
@@ -18,7 +23,14 @@ def body_problem(body: bytes, spec: HeartbeatSpec, *, encoding: str, truncated: 
     note = " (only the first part of the body was read)" if truncated else ""
     if spec.body_regex is not None:
         text = body.decode(encoding, errors="replace")
-        if not re.search(spec.body_regex, text):
+        try:
+            found = regex.search(spec.body_regex, text, timeout=REGEX_SECONDS)
+        except TimeoutError:
+            return (
+                f"body regex /{_short(spec.body_regex)}/ ran longer than {REGEX_SECONDS:g} s "
+                "and was stopped; simplify it (nested repetition backtracks)"
+            )
+        if not found:
             return f"body does not match /{_short(spec.body_regex)}/{note}"
     if spec.json_path is not None:
         try:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import regex
+
 from store.domain import HeartbeatSpec, ProbeKind
 
 HEARTBEAT_FIELDS = (
@@ -74,8 +76,9 @@ def heartbeat_problems(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
             )
     if "body_regex" in fields:
         try:
-            re.compile(str(fields["body_regex"]))
-        except re.error as exc:
+            # The engine the probe uses (probes.assertions), so what saves is what runs.
+            regex.compile(str(fields["body_regex"]))
+        except regex.error as exc:
             problems.append(("body_regex", f"not a valid regular expression ({exc})"))
     if "json_path" in fields and not _valid_json_path(fields["json_path"]):
         problems.append(("json_path", "must look like $.field.sub[0] (dots and [index] only)"))

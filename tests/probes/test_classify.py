@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import aiohttp
 import pytest
@@ -82,6 +83,18 @@ def test_exception_chain_stops_at_a_cycle() -> None:
 
 def _spec(**fields: object) -> HeartbeatSpec:
     return HeartbeatSpec(url="http://example.com/", **fields)  # type: ignore[arg-type]
+
+
+def test_a_regex_that_backtracks_for_ever_is_stopped_and_named() -> None:
+    started = time.perf_counter()
+    problem = body_problem(
+        b"a" * 64 + b"!", _spec(body_regex="^(a|aa)+$"), encoding="utf-8", truncated=False
+    )
+    assert time.perf_counter() - started < 1.0  # unbounded, this runs for hours
+    assert problem == (
+        "body regex /^(a|aa)+$/ ran longer than 0.1 s and was stopped; "
+        "simplify it (nested repetition backtracks)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_every_bad_field_is_named() -> None:
         ("timeout_seconds", "0 is out of range; use a number in (0, 60]"),
         (
             "body_regex",
-            "not a valid regular expression (missing ), unterminated subpattern at position 0)",
+            "not a valid regular expression (missing ) at position 1)",
         ),
         ("json_path", "must look like $.field.sub[0] (dots and [index] only)"),
     ]
