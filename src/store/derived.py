@@ -7,6 +7,8 @@ denormalised input is `sync_activations.completed_steps` (see `completed_steps_f
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, false, func, literal, not_, or_, select
@@ -39,6 +41,19 @@ def connection_is_failed(connection: Any = ConnectionRow) -> ColumnElement[bool]
             connection.status == ConnectionStatus.CONNECTION_FAILURE,
         ),
     )
+
+
+def connection_is_healthy(connection: Any = ConnectionRow) -> ColumnElement[bool]:
+    """ACTIVE and its heartbeat not failing: what satisfies a sync's requirement."""
+    return and_(
+        connection.state == ConnectionState.ACTIVE,
+        connection.status != ConnectionStatus.CONNECTION_FAILURE,
+    )
+
+
+def connection_is_active(connection: Any = ConnectionRow) -> ColumnElement[bool]:
+    state: Column[ConnectionState] = connection.state
+    return state == ConnectionState.ACTIVE
 
 
 def consumer_is_active(consumer: Any = ConsumerRow) -> ColumnElement[bool]:
@@ -111,8 +126,7 @@ def _requirement_connector(activation: Any, *, failed: bool) -> Column[Any]:
         healthy,
         healthy.consumer_id == activation.consumer_id,
         healthy.connector_id == r.connector_id,
-        healthy.state == ConnectionState.ACTIVE,
-        healthy.status != ConnectionStatus.CONNECTION_FAILURE,
+        connection_is_healthy(healthy),
     )
     has_failed = _exists(
         broken,
@@ -177,9 +191,63 @@ def activation_is_active(activation: Any = SyncActivationRow) -> ColumnElement[b
                 c,
                 c.consumer_id == activation.consumer_id,
                 c.connector_id == r.connector_id,
-                c.state == ConnectionState.ACTIVE,
+                connection_is_active(c),
             )
         ),
     )
     # Steps first: the cheap column test spares the EXISTS for every unfinished activation.
     return and_(all_steps_complete(activation), not_(missing_requirement))
+
+
+# --- the same "by syncs" facts in Python, for batches (CSV export) ----------------------------
+# `activation_issue` and `activation_is_active` above are the definitions; these evaluate them
+# from per-(consumer, connector) flags fetched once per batch, instead of correlated subqueries
+# per activation. tests/store/test_derived.py holds the two to the same answers on every case.
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementHealth:
+    """One consumer's connections to one connector, as the sync facts see them."""
+
+    healthy: bool = False  # connection_is_healthy for at least one
+    failed: bool = False  # connection_is_failed for at least one
+    active: bool = False  # connection_is_active for at least one
+
+
+def requirement_health_flags(connection: Any = ConnectionRow) -> tuple[Column[Any], ...]:
+    """Aggregates over a (consumer, connector) group giving the `RequirementHealth` flags."""
+    return tuple(
+        func.max(case((condition, 1), else_=0))
+        for condition in (
+            connection_is_healthy(connection),
+            connection_is_failed(connection),
+            connection_is_active(connection),
+        )
+    )
+
+
+def activation_state(
+    required: Sequence[int], health: Mapping[int, RequirementHealth], completed_steps: int
+) -> tuple[bool, IssueCode | None, int | None]:
+    """(active, issue code, issue connector id) of one activation, as the SQL definitions.
+
+    `required`: the sync's connector ids by position; `health`: the consumer's flags per
+    connector (absent: no connection); `completed_steps`: the activation's bitmask.
+    """
+    nothing = RequirementHealth()
+    unmet = [c for c in required if not health.get(c, nothing).healthy]
+    failed = next((c for c in unmet if health.get(c, nothing).failed), None)
+    missing = next((c for c in unmet if not health.get(c, nothing).failed), None)
+    code: IssueCode | None = None
+    if failed is not None:
+        code = IssueCode.CONNECTION_FAILED
+    elif missing is not None or not completed_steps & step_bit(SyncStep.CONNECTION):
+        code = IssueCode.NO_CONNECTION
+    elif not completed_steps & step_bit(SyncStep.MAPPING):
+        code = IssueCode.MAPPING_INCOMPLETE
+    elif not completed_steps & step_bit(SyncStep.CONFIGURATION):
+        code = IssueCode.CONFIGURATION_INCOMPLETE
+    active = completed_steps == ALL_STEPS_COMPLETE and all(
+        health.get(c, nothing).active for c in required
+    )
+    return active, code, failed if failed is not None else missing

@@ -3,10 +3,12 @@ so an export of 100k consumers streams at database speed in flat memory."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
-from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -18,8 +20,9 @@ from store.models import (
     ConnectorRow,
     ConsumerRow,
     SyncActivationRow,
-    SyncActivationStepRow,
+    SyncRequirementRow,
     SyncRow,
+    step_bit,
 )
 from store.queries import consumer_conditions, sync_activation_conditions
 
@@ -54,10 +57,11 @@ class ActivationExportRow:
     updated_at: datetime
 
 
-async def consumers_by_connections(
-    session: AsyncSession, f: ConsumerFilter, after_id: int, limit: int
-) -> list[ConsumerExportRow]:
-    """The next `limit` consumers after `after_id`, with the "by connections" issue column."""
+@lru_cache(maxsize=64)
+def _consumer_page(
+    f: ConsumerFilter,
+) -> Select[int, str, str, str | None, bool, int, str | None, datetime]:
+    """Built once per filter (building it cost more than running it); `after_id`/`limit` bound."""
     connection = aliased(ConnectionRow)
     connector = aliased(ConnectorRow)
     failed_names = (
@@ -71,7 +75,7 @@ async def consumers_by_connections(
     connection_count = (
         select(func.count()).select_from(counted).where(counted.consumer_id == ConsumerRow.id)
     ).scalar_subquery()
-    statement = (
+    return (
         select(
             ConsumerRow.id,
             ConsumerRow.external_id,
@@ -82,23 +86,23 @@ async def consumers_by_connections(
             failed_names,
             ConsumerRow.created_at,
         )
-        .where(ConsumerRow.id > after_id, *consumer_conditions(f))
+        .where(ConsumerRow.id > bindparam("after_id"), *consumer_conditions(f))
         .order_by(ConsumerRow.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
+
+
+async def consumers_by_connections(
+    session: AsyncSession, f: ConsumerFilter, after_id: int, limit: int
+) -> list[ConsumerExportRow]:
+    """The next `limit` consumers after `after_id`, with the "by connections" issue column."""
+    connection = await session.connection()
+    result = await connection.execute(_consumer_page(f), {"after_id": after_id, "limit": limit})
+    nothing = Issue(IssueCode.NOTHING).message
     rows = []
-    for (
-        row_id,
-        external_id,
-        name,
-        email,
-        active,
-        count,
-        failed,
-        created_at,
-    ) in await session.execute(statement):
+    for row_id, external_id, name, email, active, count, failed, created_at in result:
         if not count:
-            issue = Issue(IssueCode.NOTHING).message
+            issue = nothing
         elif failed:
             issue = ISSUE_SEPARATOR.join(
                 Issue(IssueCode.CONNECTION_FAILED, connector_name=n).message
@@ -114,68 +118,121 @@ async def consumers_by_connections(
     return rows
 
 
-async def consumers_by_syncs(
-    session: AsyncSession, f: SyncActivationFilter, after_id: int, limit: int
-) -> list[ActivationExportRow]:
-    """The next `limit` sync activations after `after_id`, with the "by syncs" issue column."""
-    code, connector_id = derived.activation_issue()
-    issue_connector = aliased(ConnectorRow)
-
-    def step_done(step: SyncStep) -> ScalarSelect[bool]:
-        s = aliased(SyncActivationStepRow)
-        return (
-            select(s.complete)
-            .where(s.activation_id == SyncActivationRow.id, s.step == step)
-            .scalar_subquery()
-        )
-
-    statement = (
+@lru_cache(maxsize=64)
+def _activation_page(
+    f: SyncActivationFilter,
+) -> Select[int, int, int, int, datetime, str, str, str]:
+    """Built once per filter (building it cost more than running it); `after_id`/`limit` bound."""
+    return (
         select(
             SyncActivationRow.id,
+            SyncActivationRow.consumer_id,
+            SyncActivationRow.sync_id,
+            SyncActivationRow.completed_steps,
+            SyncActivationRow.updated_at,
             ConsumerRow.external_id,
             ConsumerRow.name,
             SyncRow.name,
-            derived.activation_is_active(),
-            step_done(SyncStep.CONNECTION),
-            step_done(SyncStep.MAPPING),
-            step_done(SyncStep.CONFIGURATION),
-            code,
-            issue_connector.name,
-            SyncActivationRow.updated_at,
         )
         .join(ConsumerRow, ConsumerRow.id == SyncActivationRow.consumer_id)
         .join(SyncRow, SyncRow.id == SyncActivationRow.sync_id)
-        .outerjoin(issue_connector, issue_connector.id == connector_id)
-        .where(SyncActivationRow.id > after_id, *sync_activation_conditions(f))
+        .where(SyncActivationRow.id > bindparam("after_id"), *sync_activation_conditions(f))
         .order_by(SyncActivationRow.id)
-        .limit(limit)
+        .limit(bindparam("limit"))
     )
+
+
+_REQUIREMENTS = (
+    select(SyncRequirementRow.sync_id, SyncRequirementRow.connector_id, ConnectorRow.name)
+    .join(ConnectorRow, ConnectorRow.id == SyncRequirementRow.connector_id)
+    .where(SyncRequirementRow.sync_id.in_(bindparam("sync_ids", expanding=True)))
+    .order_by(SyncRequirementRow.sync_id, SyncRequirementRow.position, ConnectorRow.id)
+)
+
+_REQUIREMENT_HEALTH = (
+    select(
+        ConnectionRow.consumer_id, ConnectionRow.connector_id, *derived.requirement_health_flags()
+    )
+    # Only by consumer: SQLite, without statistics, would take a connector_id IN (...) to its
+    # connector index and read every connection to those connectors. The range lets
+    # PostgreSQL scan its consumer index, where a long IN list alone is a sequential scan.
+    .where(
+        ConnectionRow.consumer_id.between(bindparam("low"), bindparam("high")),
+        ConnectionRow.consumer_id.in_(bindparam("consumer_ids", expanding=True)),
+    )
+    .group_by(ConnectionRow.consumer_id, ConnectionRow.connector_id)
+)
+
+_CONNECTION_BIT = step_bit(SyncStep.CONNECTION)
+_MAPPING_BIT = step_bit(SyncStep.MAPPING)
+_CONFIGURATION_BIT = step_bit(SyncStep.CONFIGURATION)
+
+
+async def consumers_by_syncs(
+    session: AsyncSession, f: SyncActivationFilter, after_id: int, limit: int
+) -> list[ActivationExportRow]:
+    """The next `limit` sync activations after `after_id`, with the "by syncs" issue column.
+
+    Three statements per batch whatever its size: the page, the syncs' requirements, and the
+    consumers' connections grouped into flags per connector; `derived.activation_state` then
+    applies the issue precedence in Python (correlated subqueries per activation ran at 8k
+    rows/s on SQLite and 5k on PostgreSQL).
+    """
+    connection = await session.connection()
+    page = (
+        await connection.execute(_activation_page(f), {"after_id": after_id, "limit": limit})
+    ).all()
+    if not page:
+        return []
+    required: dict[int, list[int]] = defaultdict(list)
+    connector_names: dict[int, str] = {}
+    for sync_id, connector_id, connector_name in await connection.execute(
+        _REQUIREMENTS, {"sync_ids": sorted({row[2] for row in page})}
+    ):
+        required[sync_id].append(connector_id)
+        connector_names[connector_id] = connector_name
+    health: dict[int, dict[int, derived.RequirementHealth]] = defaultdict(dict)
+    if connector_names:
+        consumer_ids = sorted({row[1] for row in page})
+        for consumer_id, connector_id, healthy, failed, active in await connection.execute(
+            _REQUIREMENT_HEALTH,
+            {"low": consumer_ids[0], "high": consumer_ids[-1], "consumer_ids": consumer_ids},
+        ):
+            if connector_id in connector_names:
+                health[consumer_id][connector_id] = derived.RequirementHealth(
+                    bool(healthy), bool(failed), bool(active)
+                )
+    messages: dict[tuple[IssueCode, int | None], str] = {}
     rows = []
     for (
         row_id,
+        consumer_id,
+        sync_id,
+        completed,
+        updated_at,
         external_id,
         consumer_name,
         sync_name,
-        active,
-        connection_done,
-        mapping_done,
-        configuration_done,
-        issue_code,
-        connector_name,
-        updated_at,
-    ) in await session.execute(statement):
-        issue = Issue(IssueCode(issue_code), None, connector_name).message if issue_code else ""
+    ) in page:
+        active, code, issue_connector = derived.activation_state(
+            required[sync_id], health[consumer_id], completed
+        )
+        if code is None:
+            issue = ""
+        elif (issue := messages.get((code, issue_connector), "")) == "":
+            name = connector_names.get(issue_connector) if issue_connector else None
+            issue = messages[(code, issue_connector)] = Issue(code, None, name).message
         rows.append(
             ActivationExportRow(
                 row_id,
                 external_id,
                 consumer_name,
                 sync_name,
-                bool(active),
-                bool(connection_done),
-                bool(mapping_done),
-                bool(configuration_done),
-                issue_code or "",
+                active,
+                bool(completed & _CONNECTION_BIT),
+                bool(completed & _MAPPING_BIT),
+                bool(completed & _CONFIGURATION_BIT),
+                code.value if code else "",
                 issue,
                 updated_at,
             )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 from healthgraph.database import Database
-from store import queries
+from store import derived, exports, queries
 from store.domain import (
+    SYNC_STEPS,
     ConnectionState,
     ConnectionStatus,
     Health,
@@ -14,6 +17,8 @@ from store.domain import (
     UsedFor,
     UseStatus,
 )
+from store.filters import SyncActivationFilter
+from store.models import step_bit
 from tests.factories import GraphFactory
 
 
@@ -216,3 +221,108 @@ def test_instance_health_rollup() -> None:
     assert InstanceHealth(failed=2).status is Health.DOWN
     assert InstanceHealth(healthy=1, failed=1).status is Health.DEGRADED
     assert InstanceHealth(unknown=3).status is Health.UNKNOWN
+
+
+# What one consumer's connections to one connector can be, as the "by syncs" facts see them.
+_CONNECTION_CASES: dict[str, tuple[tuple[ConnectionState, ConnectionStatus], ...]] = {
+    "none": (),
+    "healthy": ((ConnectionState.ACTIVE, ConnectionStatus.CONNECTED),),
+    "failing heartbeat": ((ConnectionState.ACTIVE, ConnectionStatus.CONNECTION_FAILURE),),
+    "auth failed": ((ConnectionState.FAILED, ConnectionStatus.UNKNOWN),),
+    "pending": ((ConnectionState.PENDING, ConnectionStatus.UNKNOWN),),
+    "disabled, was failing": ((ConnectionState.DISABLED, ConnectionStatus.CONNECTION_FAILURE),),
+    "healthy and failed": (
+        (ConnectionState.ACTIVE, ConnectionStatus.CONNECTED),
+        (ConnectionState.FAILED, ConnectionStatus.UNKNOWN),
+    ),
+}
+
+
+async def test_python_activation_state_agrees_with_the_sql_definition(db: Database) -> None:
+    """`derived.activation_state` (the CSV export's batches) gives what `activation_issue` and
+    `activation_is_active` (lists, filters, GraphQL) give, on every combination of two required
+    connectors' connections and step completion."""
+    masks = (0b000, 0b001, 0b011, 0b101, 0b111)
+    cases = list(itertools.product(_CONNECTION_CASES, _CONNECTION_CASES, masks))
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        first = await graph.connector("first", "First Connector")
+        second = await graph.connector("second", "Second Connector")
+        sync = await graph.sync("Both", [second, first])  # position order: second, then first
+        for index, (on_second, on_first, mask) in enumerate(cases):
+            consumer = await graph.consumer(f"c{index:03}")
+            for connector, case in ((second, on_second), (first, on_first)):
+                for n, (state, status) in enumerate(_CONNECTION_CASES[case]):
+                    await graph.connection(
+                        consumer,
+                        connector,
+                        state=state,
+                        status=status,
+                        name=f"{connector.slug} {n}",
+                    )
+            steps = {step.value.lower(): bool(mask & step_bit(step)) for step in SYNC_STEPS}
+            await graph.activation(sync, consumer, **steps)
+
+    async with db.sessions() as session:
+        batch = await exports.consumers_by_syncs(session, SyncActivationFilter(), 0, 1000)
+        by_sql = await queries.sync_activations_state(session, [row.id for row in batch])
+    assert len(batch) == len(cases)
+    python = {row.id: (row.active, row.issue_code, row.issue) for row in batch}
+    sql = {
+        activation_id: (active, issue.code.value if issue else "", issue.message if issue else "")
+        for activation_id, (active, issue) in by_sql.items()
+    }
+    assert python == sql
+    # The cases do reach every outcome, so the agreement means something.
+    assert {code for _, code, _ in python.values()} == {
+        "",
+        "CONNECTION_FAILED",
+        "NO_CONNECTION",
+        "MAPPING_INCOMPLETE",
+        "CONFIGURATION_INCOMPLETE",
+    }
+    assert {active for active, _, _ in python.values()} == {True, False}
+    assert "Connection failed (Second Connector)" in {issue for _, _, issue in python.values()}
+    assert "No connection: required connections are missing (First Connector)" in {
+        issue for _, _, issue in python.values()
+    }
+
+
+def test_activation_state_precedence() -> None:
+    """First failed connector by position wins over a missing one; steps come after both."""
+    healthy = derived.RequirementHealth(healthy=True, active=True)
+    failed = derived.RequirementHealth(failed=True)
+    pending = derived.RequirementHealth()
+    assert derived.activation_state([1, 2], {1: healthy, 2: healthy}, 0b111) == (True, None, None)
+    assert derived.activation_state([1, 2], {1: pending, 2: failed}, 0b111) == (
+        False,
+        IssueCode.CONNECTION_FAILED,
+        2,
+    )
+    assert derived.activation_state([1, 2], {2: healthy}, 0b111) == (
+        False,
+        IssueCode.NO_CONNECTION,
+        1,
+    )
+    assert derived.activation_state([1], {1: healthy}, 0b110) == (
+        False,
+        IssueCode.NO_CONNECTION,
+        None,
+    )
+    assert derived.activation_state([1], {1: healthy}, 0b101) == (
+        False,
+        IssueCode.MAPPING_INCOMPLETE,
+        None,
+    )
+    assert derived.activation_state([], {}, 0b011) == (
+        False,
+        IssueCode.CONFIGURATION_INCOMPLETE,
+        None,
+    )
+    # ACTIVE but failing its heartbeat: active (the sync can run), yet the issue names it.
+    failing = derived.RequirementHealth(failed=True, active=True)
+    assert derived.activation_state([1], {1: failing}, 0b111) == (
+        True,
+        IssueCode.CONNECTION_FAILED,
+        1,
+    )
