@@ -36,7 +36,7 @@ from probes.scheduler import CheckObserver, CheckRunner, OnChanges, Scheduler, S
 from probes.target import ProbeContext
 from store.engine import async_url
 from store.errors import StoreError
-from store.scheduling import MAX_WORKER_ID_LENGTH
+from store.scheduling import MAX_WORKER_ID_LENGTH, release_stale_claims
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,12 @@ async def _run_scheduler(
     config = config or SchedulerConfig()
     database = await open_database(settings.database_url)
     try:
+        if database_file is not None:
+            # We hold the SQLite worker lock: any claim left is a dead worker's (kill -9).
+            async with database.sessions.begin() as session:
+                released = await release_stale_claims(session)
+            if released:
+                log.info("released %d claims of a worker that stopped without releasing", released)
         async with contextlib.AsyncExitStack() as stack:
             context = await stack.enter_async_context(
                 ProbeContext.create(

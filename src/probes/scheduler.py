@@ -70,9 +70,18 @@ class SchedulerConfig:
     sweep_interval_seconds: float = 1.0  # inbound deadlines
     sweep_batch: int = 1000
     shutdown_grace_seconds: float = 5.0  # probes in flight get this long to finish on stop
+    # Checks claimed and waiting for a busy host's slot, at most this many per worker: they
+    # do not count against `concurrency`, so one hanging host cannot stop every other.
+    max_waiting: int = 4000
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "per_host_concurrency", "claim_batch", "flush_size"):
+        for name in (
+            "concurrency",
+            "per_host_concurrency",
+            "claim_batch",
+            "flush_size",
+            "max_waiting",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.lease_seconds <= 0:
@@ -182,6 +191,7 @@ class Scheduler:
         self._clock = clock
         self._global = asyncio.Semaphore(self.config.concurrency)
         self._hosts = _HostLimits(self.config.per_host_concurrency)
+        self._waiting_for_host = 0  # claimed checks not yet holding their host's slot
         self._inflight: set[int] = set()
         self._buffer: list[tuple[int, CheckOutcome]] = []
         self._flush_now = asyncio.Event()
@@ -221,7 +231,7 @@ class Scheduler:
         chunk = max(1, min(self.config.claim_batch, self.config.concurrency // 4))
         try:
             while not stop.is_set():
-                room = self.config.concurrency - len(self._inflight)
+                room = self._room()
                 if room < chunk and self._inflight:
                     self._slot_freed.clear()
                     await _first(stop, self._slot_freed, seconds=self.config.idle_poll_seconds)
@@ -245,7 +255,12 @@ class Scheduler:
 
     async def _claim(self, limit: int) -> tuple[list[DueCheck], int] | None:
         """Claim up to `limit` rows: (those to probe, how many were claimed), or None after a
-        database error (logged)."""
+        database error (logged).
+
+        Claims come oldest due first: a host with a thousand hanging checks is claimed
+        before the others. Its checks wait for its slots without taking the others' room
+        (`_room`), so the next claims reach the other hosts.
+        """
         try:
             async with self._sessions.begin() as session:
                 due = await claim_due_connections(
@@ -267,26 +282,46 @@ class Scheduler:
         # the claim renewed the lease, and the probe already under way will write it.
         fresh = [item for item in due if item.connection_id not in self._inflight]
         self._inflight.update(item.connection_id for item in fresh)
+        self._waiting_for_host += len(fresh)
         return fresh, len(due)
+
+    def _room(self) -> int:
+        """How many more checks to claim: free probe slots, counting those waiting for a busy
+        host's slot as not using one, within `max_waiting` of such waiting checks."""
+        probing = len(self._inflight) - self._waiting_for_host
+        return min(
+            self.config.concurrency - probing,
+            self.config.concurrency + self.config.max_waiting - len(self._inflight),
+        )
 
     async def _check(self, due: DueCheck) -> None:
         host = _host(due)
+        host_slot = self._hosts.enter(host)
+        waiting = True
         try:
             # Host first: a probe queued behind a busy host does not hold a global slot.
-            async with self._hosts.enter(host), self._global:
-                if due.lease_expires_at is not None and self._clock() >= due.lease_expires_at:
-                    # Waited too long for a slot: the row may be another worker's by now.
-                    log.debug("connection %d: lease ran out before its probe", due.connection_id)
-                    return
-                outcome, seconds = await self._run_check(due)
-            self._observe(due, outcome, seconds)
-            self._buffer.append((due.connection_id, outcome))
-            if len(self._buffer) >= self.config.flush_size:
-                self._flush_now.set()
+            async with host_slot:
+                waiting = False
+                self._waiting_for_host -= 1
+                await self._probe_within_lease(due)
         finally:
+            if waiting:
+                self._waiting_for_host -= 1
             self._hosts.leave(host)
             self._inflight.discard(due.connection_id)
             self._slot_freed.set()
+
+    async def _probe_within_lease(self, due: DueCheck) -> None:
+        async with self._global:
+            if due.lease_expires_at is not None and self._clock() >= due.lease_expires_at:
+                # Waited too long for a slot: the row may be another worker's by now.
+                log.debug("connection %d: lease ran out before its probe", due.connection_id)
+                return
+            outcome, seconds = await self._run_check(due)
+        self._observe(due, outcome, seconds)
+        self._buffer.append((due.connection_id, outcome))
+        if len(self._buffer) >= self.config.flush_size:
+            self._flush_now.set()
 
     async def _check_here(self, due: DueCheck) -> tuple[CheckOutcome, float]:
         started = time.perf_counter()

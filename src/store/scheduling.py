@@ -289,6 +289,17 @@ async def release_claims(
     return int(result.rowcount)
 
 
+async def release_stale_claims(session: AsyncSession) -> int:
+    """Clear every claim (SQLite at worker start: the worker lock proves their holder is gone,
+    so its checks need not wait out the lease)."""
+    result = await (await session.connection()).execute(
+        update(_CONNECTIONS)
+        .where(_CONNECTIONS.c.claimed_by.is_not(None))
+        .values(lease_expires_at=None, claimed_by=None)
+    )
+    return int(result.rowcount)
+
+
 async def load_due_check(session: AsyncSession, connection_id: int) -> DueCheck | None:
     """What probing `connection_id` needs, without claiming it (check-now from the API)."""
     query = _due_checks_query().where(ConnectionRow.id == connection_id)

@@ -132,14 +132,6 @@ async def test_healthy_connections_stay_on_schedule_beside_1000_hanging_ones(
         }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: probes.scheduler.Scheduler.run counts probes queued on a busy host's semaphore "
-        "in its claim budget (room = concurrency - len(_inflight)), so 200 claims waiting for "
-        "one hanging host stop all claiming: no healthy connection is checked while its backlog lasts"
-    ),
-)
 async def test_healthy_connections_stay_on_schedule_while_one_host_hangs_1000_checks(
     tmp_path: Path, target: Target, hanging: list[str]
 ) -> None:

@@ -88,8 +88,8 @@ async def test_kill_9_while_writing_leaves_an_intact_file_and_consistent_rows(
         async def resumed() -> bool:
             return all(target.hits[str(n)] > hits.get(str(n), 0) for n in unclaimed)
 
-        # Each (re)start checks every connection the killed process had not claimed (the
-        # claimed ones wait out their lease: see the strict xfail below).
+        # Each (re)start checks every connection the killed process had not claimed (and the
+        # claimed ones too, once the restart releases them: the test below).
         await wait_until(resumed, 20, f"start {cycle + 1}: every unclaimed connection checked")
         if cycle == KILLS:
             break
@@ -132,14 +132,6 @@ def unclaimed_connections(path: Path) -> list[int]:
     return [int(target_url.rsplit("/", 1)[1]) for (target_url,) in rows]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: after a kill -9 on SQLite the restarted worker leaves the dead worker's claims "
-        "in place, so those connections go unchecked for lease_seconds (60 s), although the "
-        "worker lock proves no other worker can hold them"
-    ),
-)
 async def test_after_a_kill_the_dead_workers_claims_are_checked_at_once(
     tmp_path: Path, target: Target, services: Callable[..., Awaitable[Service]]
 ) -> None:
