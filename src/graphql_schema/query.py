@@ -31,6 +31,7 @@ from graphql_schema.types import (
     Sync,
     SyncActivation,
     Use,
+    prime_connection_page,
 )
 from store import queries
 from store.filters import ConnectorFilter
@@ -141,12 +142,13 @@ class Query:
         after: str | None = None,
     ) -> relay.Connection[ConnectionNode]:
         f = connection_filter(filter, search, info.context.viewer)
-        page = relay.page_request(first, after)
-        return await _listed(
-            info,
-            lambda s: queries.list_connections(s, f, page),
-            lambda s: queries.count_connections(s, f),
+        request = relay.page_request(first, after)
+        page = await info.context.read(lambda s: queries.list_connections(s, f, request))
+        await prime_connection_page(info, page.items)
+        return relay.to_connection(
+            page,
             ConnectionNode.from_record,
+            lambda: info.context.read(lambda s: queries.count_connections(s, f)),
         )
 
     @strawberry.field

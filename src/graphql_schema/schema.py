@@ -13,8 +13,10 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 
 from graphql_schema.context import GraphQLContext
@@ -26,6 +28,9 @@ from graphql_schema.subscription import Subscription
 MAX_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 2000
+# Distinct documents kept parsed and validated (clients send a handful of documents again and
+# again); bounded so unique texts cannot grow memory.
+PARSED_DOCUMENTS = 256
 
 
 class CloseSession(SchemaExtension):
@@ -41,15 +46,24 @@ class CloseSession(SchemaExtension):
 
 
 def build_schema(*, introspection: bool = True) -> strawberry.Schema:
-    extensions: list[Any] = [
-        CloseSession,
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: MaskErrors(should_mask_error=lambda error: not is_client_error(error)),
+    # The depth and alias limiters build a new validation rule class per instance; built once
+    # here and handed to every request, the rules stay the same objects, so ValidationCache
+    # (keyed by schema, document and rules) answers a repeated document without validating
+    # it again. ParserCache keys by the text and the parse options, max_tokens included.
+    rules: list[Any] = [
+        *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
     ]
     if not introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        rules.append(NoSchemaIntrospectionCustomRule)
+    extensions: list[Any] = [
+        CloseSession,
+        lambda: AddValidationRules(rules),
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: MaskErrors(should_mask_error=lambda error: not is_client_error(error)),
+        lambda: ParserCache(maxsize=PARSED_DOCUMENTS),
+        lambda: ValidationCache(maxsize=PARSED_DOCUMENTS),
+    ]
     return strawberry.Schema(
         query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
     )
