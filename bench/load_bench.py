@@ -342,7 +342,9 @@ async def client(
 LAG_LINE = re.compile(r"^healthgraph_scheduler_lag_seconds\s+(\S+)$", re.MULTILINE)
 
 
-async def sample_lag(base_url: str, until: float, results: Results) -> None:
+async def sample_lag(base_url: str, until: float, results: Results, every: float) -> None:
+    if every <= 0:
+        return
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         while time.monotonic() < until:
             tick = time.monotonic()
@@ -354,7 +356,7 @@ async def sample_lag(base_url: str, until: float, results: Results) -> None:
                     results.scrape_errors += 1
             except httpx.HTTPError:
                 results.scrape_errors += 1
-            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+            await asyncio.sleep(max(0.0, every - (time.monotonic() - tick)))
 
 
 async def sample_store_lag(url: str, until: float, results: Results) -> None:
@@ -504,7 +506,7 @@ async def run(args: argparse.Namespace) -> int:
                     client(n, base_url, token, docs, ids, until, results)
                     for n in range(args.clients)
                 ),
-                sample_lag(base_url, until, results),
+                sample_lag(base_url, until, results, args.scrape_every),
                 sample_store_lag(url, until, results),
                 sample_rss(procs, until, results),
             )
@@ -625,6 +627,9 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=60, help="check interval, seconds")
     parser.add_argument(
         "--warmup", type=float, default=30, help="seconds of the same load before measuring"
+    )
+    parser.add_argument(
+        "--scrape-every", type=float, default=1, help="seconds between /metrics scrapes; 0: none"
     )
     parser.add_argument("--pg-url", default=DEFAULT_PG_ADMIN_URL, help="admin URL (postgresql)")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
