@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
@@ -138,6 +139,10 @@ _HEALTH_COLUMNS = [getattr(ConnectionRow, name) for name in _HEALTH_FIELDS]
 # What a check writes back (the rest of _Health only decides how).
 _WRITTEN_FIELDS = tuple(
     name for name in _HEALTH_FIELDS if name not in ("failure_threshold", "check_interval_seconds")
+)
+# What a check writes when status and state stay as they were.
+_STEADY_FIELDS = tuple(
+    name for name in _WRITTEN_FIELDS if name not in ("status", "state", "state_changed_at")
 )
 
 
@@ -448,24 +453,30 @@ async def _write(
         )
     if not last:
         return []
-    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in _WRITTEN_FIELDS}
-    values["next_check_at"] = bindparam("b_next_check_at")
-    statement = update(_CONNECTIONS).where(_CONNECTIONS.c.id == bindparam("b_id")).values(values)
-    if owner is not None:
-        statement = statement.where(_CONNECTIONS.c.claimed_by == owner).values(
-            lease_expires_at=None, claimed_by=None
+    changed = [
+        connection_id
+        for connection_id in sorted(last)
+        if (before[connection_id].status, before[connection_id].state)
+        != (after[connection_id].status, after[connection_id].state)
+    ]
+    steady = sorted(last.keys() - set(changed))
+    # Most checks change neither status nor state. Leaving those columns out of the SET list
+    # spares the indexes on them (SQLite rewrites an index whose column is SET, equal or not):
+    # a third less work per row written.
+    for ids, fields_ in ((changed, _WRITTEN_FIELDS), (steady, _STEADY_FIELDS)):
+        if not ids:
+            continue
+        await connection.execute(
+            _update_statement(fields_, owner),
+            [
+                {
+                    "b_id": connection_id,
+                    "b_next_check_at": next_check(after[connection_id], last[connection_id]),
+                    **{f"b_{name}": getattr(after[connection_id], name) for name in fields_},
+                }
+                for connection_id in ids
+            ],
         )
-    await connection.execute(
-        statement,
-        [
-            {
-                "b_id": connection_id,
-                "b_next_check_at": next_check(after[connection_id], outcome),
-                **{f"b_{name}": getattr(after[connection_id], name) for name in _WRITTEN_FIELDS},
-            }
-            for connection_id, outcome in last.items()
-        ],
-    )
     await connection.execute(insert(_CHECKS), history)
     return [
         StatusChange(
@@ -475,10 +486,19 @@ async def _write(
             old_state=before[connection_id].state,
             new_state=after[connection_id].state,
         )
-        for connection_id in sorted(last)
-        if (before[connection_id].status, before[connection_id].state)
-        != (after[connection_id].status, after[connection_id].state)
+        for connection_id in changed
     ]
+
+
+def _update_statement(fields_: Sequence[str], owner: str | None) -> Update:
+    values: dict[str, Any] = {name: bindparam(f"b_{name}") for name in fields_}
+    values["next_check_at"] = bindparam("b_next_check_at")
+    statement = update(_CONNECTIONS).where(_CONNECTIONS.c.id == bindparam("b_id")).values(values)
+    if owner is not None:
+        statement = statement.where(_CONNECTIONS.c.claimed_by == owner).values(
+            lease_expires_at=None, claimed_by=None
+        )
+    return statement
 
 
 async def prune_checks(session: AsyncSession, *, older_than: datetime, keep_latest: int) -> int:
