@@ -450,6 +450,65 @@ async def test_one_batch_writes_many_connections_and_their_history(graph: Graph)
     )
 
 
+def health(row: ConnectionRow) -> tuple[Any, ...]:
+    return (
+        row.status,
+        row.state,
+        row.state_changed_at,
+        row.consecutive_failures,
+        row.failure_reason,
+        row.last_error,
+        row.last_checked_at,
+        row.last_success_at,
+        row.latency_ms,
+        row.next_check_at,
+        row.claimed_by,
+        row.lease_expires_at,
+    )
+
+
+async def test_a_batch_of_steady_and_changing_results_writes_every_field_of_both(
+    graph: Graph,
+) -> None:
+    # Steady rows are written without status and state (a narrower UPDATE): both kinds in
+    # one batch must still come out whole.
+    steady = await graph.connection(status=ConnectionStatus.CONNECTED)
+    still_failing = await graph.connection(status=ConnectionStatus.CONNECTION_FAILURE)
+    falling = await graph.connection(status=ConnectionStatus.CONNECTED)
+    locked_out = await graph.connection(status=ConnectionStatus.CONNECTED)
+    await graph.claim(T0)
+    changes = await graph.record(
+        [
+            (steady, ok(T0)),
+            (still_failing, failed(T0)),
+            (falling, failed(T0, FailureReason.TIMEOUT)),
+            (locked_out, failed(T0, FailureReason.AUTH, http_status=401)),
+        ]
+    )
+    assert [(c.connection_id, c.new_status, c.new_state) for c in changes] == [
+        (falling, ConnectionStatus.CONNECTION_FAILURE, ConnectionState.ACTIVE),
+        (locked_out, ConnectionStatus.CONNECTION_FAILURE, ConnectionState.FAILED),
+    ]
+    next_at = T0 + timedelta(seconds=60)
+    before = T0 - timedelta(days=1)
+    assert health(await graph.row(steady)) == (
+        ConnectionStatus.CONNECTED, ConnectionState.ACTIVE, before, 0, None, None,
+        T0, T0, 12.5, next_at, None, None,
+    )  # fmt: skip
+    assert health(await graph.row(still_failing)) == (
+        ConnectionStatus.CONNECTION_FAILURE, ConnectionState.ACTIVE, before, 1,
+        FailureReason.HTTP_STATUS, "http_status at 12:00:00", T0, None, 30.0, next_at, None, None,
+    )  # fmt: skip
+    assert health(await graph.row(falling)) == (
+        ConnectionStatus.CONNECTION_FAILURE, ConnectionState.ACTIVE, before, 1,
+        FailureReason.TIMEOUT, "timeout at 12:00:00", T0, None, 30.0, next_at, None, None,
+    )  # fmt: skip
+    assert health(await graph.row(locked_out)) == (
+        ConnectionStatus.CONNECTION_FAILURE, ConnectionState.FAILED, T0, 1,
+        FailureReason.AUTH, "auth at 12:00:00", T0, None, 30.0, next_at, None, None,
+    )  # fmt: skip
+
+
 async def test_two_results_for_one_connection_apply_in_time_order(graph: Graph) -> None:
     connection_id = await graph.connection(threshold=2)
     await graph.claim(T0)
