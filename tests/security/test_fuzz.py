@@ -4,7 +4,8 @@ and mutation), authenticated, through the ASGI app and over HTTP, on SQLite and 
 Every answer must be a 2xx/4xx JSON body whose errors are client errors: no 5xx, no masked
 "Unexpected error." (an internal error happened), no stack trace, SQL or driver name. After
 the run, the database must still pass its integrity checks and the API's totals must still
-match the rows.
+match the rows. A consumer-scoped write token, fuzzed the same way, must neither see nor change
+any other consumer's rows.
 
 Generation is deterministic (derandomize, no example database) and bounded (max_examples), so
 CI cannot flake and the file costs a bounded time. The hypothesis engine runs in a worker
@@ -254,7 +255,62 @@ async def test_fuzzed_documents_get_client_errors_only_and_the_database_stays_so
 
 
 # ASGI takes the bulk; over HTTP proves the same holds through uvicorn (what a client meets).
-EXAMPLES = {"asgi": 200, "http": 100}
+EXAMPLES = {"asgi": 150, "http": 80}
+
+
+OTHERS = """
+{ consumers(first: 500) { nodes { id externalId name email
+    connections(first: 500) { nodes { id name state status heartbeat { url hasCredentials }
+      uses(first: 50) { nodes { id name status lastError } } } }
+    syncActivations(first: 50) { nodes { id steps { step complete detail } } } } }
+  connectors(first: 500) { nodes { id slug name category } }
+  syncs(first: 500) { nodes { id name requiredConnectors { slug } } } }
+"""
+
+
+async def test_a_fuzzing_tenant_sees_and_changes_only_its_own_consumer(served: Served) -> None:
+    target = "acme-corp"
+    admin = await served.token(TokenScope.ADMIN)
+    tenant = await served.token(TokenScope.WRITE, consumer=target)
+
+    def others(snapshot: dict[str, Any]) -> dict[str, Any]:
+        nodes = snapshot["consumers"]["nodes"]
+        return {**snapshot, "consumers": [n for n in nodes if n["externalId"] != target]}
+
+    before = await served.execute(admin, OTHERS)
+    # What belongs to other consumers: their ids, external ids and names, and the ids of
+    # their connections, uses and activations. None may appear in the tenant's data.
+    foreign = strings_in(others(before)["consumers"]) - {None}
+    mine = strings_in([n for n in before["consumers"]["nodes"] if n["externalId"] == target])
+    seen: set[str] = set()
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=served.app),
+        base_url="http://fuzz",
+        headers={"Authorization": f"Bearer {tenant}"},
+    )
+
+    async def send(document: str) -> httpx.Response:
+        response = await client.post("/graphql", json={"query": document})
+        seen.update(strings_in(response.json().get("data")))  # errors echo what was sent
+        return response
+
+    async with client:
+        failures = await fuzz(send, examples=100)
+    assert failures == []
+    shared = {"ACTIVE", "PENDING", "FAILED", "DISABLED", "CONNECTED", "CONNECTION_FAILURE"}
+    assert seen & (foreign - mine - shared) == set()
+    assert seen & (mine - shared)  # the fuzz did read the tenant's own rows
+    assert others(await served.execute(admin, OTHERS)) == others(before)
+    await check_integrity(served)
+
+
+def strings_in(value: Any) -> set[Any]:
+    """Every string anywhere in a JSON value."""
+    if isinstance(value, dict):
+        return set().union(*(strings_in(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(strings_in(item) for item in value))
+    return {value} if isinstance(value, str) else set()
 
 
 def test_the_fuzz_checker_catches_what_it_is_there_for() -> None:
