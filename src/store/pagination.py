@@ -100,3 +100,27 @@ async def paginate(
         has_next_page=cut.has_next_page,
         has_previous_page=cut.has_previous_page,
     )
+
+
+async def paginate_rows(
+    session: AsyncSession,
+    statement: Select[Any],
+    id_column: Any,
+    page: PageRequest,
+    to_record: Callable[[Any], T],
+) -> Page[T]:
+    """`paginate` for a statement selecting columns (Core rows with an `id`), not an entity."""
+    after_id = page.after_id
+    if after_id is not None:
+        statement = statement.where(id_column > after_id)
+    statement = statement.order_by(id_column).limit(page.first + 1)
+    connection = await session.connection()
+    rows = (await connection.execute(statement)).all()
+    records = [(row.id, to_record(row)) for row in rows]
+    cut = page_of(records, page, lambda pair: pair[0])
+    return Page(
+        items=tuple(record for _, record in cut.items),
+        cursors=cut.cursors,
+        has_next_page=cut.has_next_page,
+        has_previous_page=cut.has_previous_page,
+    )

@@ -7,11 +7,11 @@ Lists take a filter and a page; batch functions take a set of ids and answer in 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, cast, func, null, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, case, cast, func, null, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -42,7 +42,7 @@ from store.models import (
     UseRow,
     step_bit,
 )
-from store.pagination import Page, PageRequest, page_of, paginate
+from store.pagination import Page, PageRequest, page_of, paginate, paginate_rows
 
 # --- filtering helpers -------------------------------------------------------------------------
 
@@ -199,8 +199,8 @@ async def _count(session: AsyncSession, model: Any, conditions: list[ColumnEleme
 async def list_consumers(
     session: AsyncSession, f: ConsumerFilter, page: PageRequest
 ) -> Page[domain.Consumer]:
-    stmt = select(ConsumerRow).where(*consumer_conditions(f))
-    return await paginate(session, stmt, ConsumerRow.id, page, records.consumer)
+    stmt = select(*records.columns(ConsumerRow)).where(*consumer_conditions(f))
+    return await paginate_rows(session, stmt, ConsumerRow.id, page, records.consumer)
 
 
 async def count_consumers(session: AsyncSession, f: ConsumerFilter) -> int:
@@ -210,8 +210,8 @@ async def count_consumers(session: AsyncSession, f: ConsumerFilter) -> int:
 async def list_connectors(
     session: AsyncSession, f: ConnectorFilter, page: PageRequest
 ) -> Page[domain.Connector]:
-    stmt = select(ConnectorRow).where(*connector_conditions(f))
-    return await paginate(session, stmt, ConnectorRow.id, page, records.connector)
+    stmt = select(*records.columns(ConnectorRow)).where(*connector_conditions(f))
+    return await paginate_rows(session, stmt, ConnectorRow.id, page, records.connector)
 
 
 async def count_connectors(session: AsyncSession, f: ConnectorFilter) -> int:
@@ -221,8 +221,8 @@ async def count_connectors(session: AsyncSession, f: ConnectorFilter) -> int:
 async def list_connections(
     session: AsyncSession, f: ConnectionFilter, page: PageRequest
 ) -> Page[domain.Connection]:
-    stmt = select(ConnectionRow).where(*connection_conditions(f))
-    return await paginate(session, stmt, ConnectionRow.id, page, records.connection)
+    stmt = select(*records.columns(ConnectionRow)).where(*connection_conditions(f))
+    return await paginate_rows(session, stmt, ConnectionRow.id, page, records.connection)
 
 
 async def count_connections(session: AsyncSession, f: ConnectionFilter) -> int:
@@ -277,8 +277,17 @@ async def list_checks(
 # --- batch lookups (DataLoader shape: ids in, one statement, mapping out) -----------------------
 
 
+async def _core(
+    session: AsyncSession, statement: Select[Any], *conditions: ColumnElement[bool]
+) -> Sequence[Row[Any]]:
+    """Core rows on the session's connection: no ORM instance per row on the hot lookups."""
+    connection = await session.connection()
+    rows: Sequence[Row[Any]] = (await connection.execute(statement.where(*conditions))).all()
+    return rows
+
+
 async def consumers_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, domain.Consumer]:
-    rows = await session.scalars(select(ConsumerRow).where(ConsumerRow.id.in_(set(ids))))
+    rows = await _core(session, select(*records.columns(ConsumerRow)), ConsumerRow.id.in_(set(ids)))
     return {row.id: records.consumer(row) for row in rows}
 
 
@@ -294,7 +303,9 @@ async def consumers_by_external_id(
 async def connectors_by_id(
     session: AsyncSession, ids: Iterable[int]
 ) -> dict[int, domain.Connector]:
-    rows = await session.scalars(select(ConnectorRow).where(ConnectorRow.id.in_(set(ids))))
+    rows = await _core(
+        session, select(*records.columns(ConnectorRow)), ConnectorRow.id.in_(set(ids))
+    )
     return {row.id: records.connector(row) for row in rows}
 
 
@@ -308,7 +319,9 @@ async def connectors_by_slug(
 async def connections_by_id(
     session: AsyncSession, ids: Iterable[int]
 ) -> dict[int, domain.Connection]:
-    rows = await session.scalars(select(ConnectionRow).where(ConnectionRow.id.in_(set(ids))))
+    rows = await _core(
+        session, select(*records.columns(ConnectionRow)), ConnectionRow.id.in_(set(ids))
+    )
     return {row.id: records.connection(row) for row in rows}
 
 
@@ -572,16 +585,29 @@ async def _pages_per_parent(
     if page.after_id is not None:
         inner = inner.where(id_column > page.after_id)
     ranked = inner.subquery()
-    row_alias = aliased(entity, ranked)
     extras = [ranked.c[column.key] for column in extra_columns]
+    out: dict[int, list[tuple[Any, ...]]] = {parent_id: [] for parent_id in wanted}
+    if entity is SyncActivationRow:  # its record needs the `steps` relationship: ORM rows
+        statement = (
+            select(aliased(entity, ranked), *extras)
+            .where(ranked.c.rank <= page.first + 1)
+            .order_by(ranked.c[parent_column.key], ranked.c.id)
+        )
+        for row in await session.execute(statement):
+            out[getattr(row[0], parent_column.key)].append(tuple(row))
+        return out
+    # Others as Core rows of the entity's columns (the records accept either), extras apart.
+    own = [ranked.c[column.key] for column in entity.__table__.c]
     statement = (
-        select(row_alias, *extras)
+        select(*own, *extras)
         .where(ranked.c.rank <= page.first + 1)
         .order_by(ranked.c[parent_column.key], ranked.c.id)
     )
-    out: dict[int, list[tuple[Any, ...]]] = {parent_id: [] for parent_id in wanted}
-    for row in await session.execute(statement):
-        out[getattr(row[0], parent_column.key)].append(tuple(row))
+    width = len(own)
+    connection = await session.connection()
+    for row in await connection.execute(statement):
+        # The row itself stands for the entity: the records read its columns by name.
+        out[getattr(row, parent_column.key)].append((row, *row[width:]))
     return out
 
 

@@ -1,6 +1,14 @@
-"""ORM row → domain record conversions, the one place that knows both shapes."""
+"""Row → domain record conversions, the one place that knows both shapes.
+
+Each takes an ORM row or a Core row of the same table (`columns(...)`): the hot read paths
+select columns, which skips the ORM's identity map and instance state per row.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, Row
 
 from store import domain
 from store.models import (
@@ -14,7 +22,12 @@ from store.models import (
 )
 
 
-def consumer(row: ConsumerRow) -> domain.Consumer:
+def columns(model: Any) -> tuple[Column[Any], ...]:
+    """Every column of `model`'s table, to select Core rows the functions below accept."""
+    return tuple(model.__table__.c)
+
+
+def consumer(row: ConsumerRow | Row[Any]) -> domain.Consumer:
     return domain.Consumer(
         id=row.id,
         external_id=row.external_id,
@@ -24,13 +37,13 @@ def consumer(row: ConsumerRow) -> domain.Consumer:
     )
 
 
-def connector(row: ConnectorRow) -> domain.Connector:
+def connector(row: ConnectorRow | Row[Any]) -> domain.Connector:
     return domain.Connector(
         id=row.id, slug=row.slug, name=row.name, category=row.category, heartbeat=row.heartbeat
     )
 
 
-def connection(row: ConnectionRow) -> domain.Connection:
+def connection(row: ConnectionRow | Row[Any]) -> domain.Connection:
     return domain.Connection(
         id=row.id,
         consumer_id=row.consumer_id,
@@ -55,7 +68,7 @@ def connection(row: ConnectionRow) -> domain.Connection:
     )
 
 
-def use(row: UseRow, kind_label: str) -> domain.Use:
+def use(row: UseRow | Row[Any], kind_label: str) -> domain.Use:
     return domain.Use(
         id=row.id,
         connection_id=row.connection_id,
