@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass
 
 from cross_web import HTTPException
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -18,6 +20,11 @@ from graphql_schema.schema import build_schema
 from healthgraph.database import Database
 from store import tokens
 from store.domain import TokenScope
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+_DATABASE_DOWN = (SQLAlchemyError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +114,24 @@ class Authenticated:
             scope.setdefault("state", {})["viewer"] = Viewer(anonymous=True)
             await self.app(scope, receive, send)
             return
-        viewer = await resolve_viewer(connection, self.database, self.policy)
+        try:
+            viewer = await resolve_viewer(connection, self.database, self.policy)
+        except _DATABASE_DOWN as exc:
+            # Tokens live in the database: without it nobody can be let in, and the client
+            # should hear that it is a passing outage, not a bug (a bare 500).
+            log.warning(
+                "cannot check a token: the database is unavailable (%s)", type(exc).__name__
+            )
+            if scope["type"] == "websocket":
+                await WebSocket(scope, receive, send).close(code=1013, reason="Try again later")
+                return
+            unavailable = JSONResponse(
+                {"errors": [{"message": "the database is unavailable; try again shortly"}]},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+            await unavailable(scope, receive, send)
+            return
         if viewer is None:
             if scope["type"] == "websocket":
                 await WebSocket(scope, receive, send).close(code=4401, reason="Unauthorized")

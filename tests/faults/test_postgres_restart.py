@@ -133,14 +133,6 @@ async def test_a_postgres_restart_is_survived_without_losing_a_written_check(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: with the database down, token authentication (healthgraph.graphql_app."
-        "Authenticated -> resolve_viewer) raises, and clients get a bare text/plain 500 "
-        "'Internal Server Error' instead of a GraphQL error saying the database is unavailable"
-    ),
-)
 async def test_a_query_while_postgres_is_down_says_the_database_is_unavailable(
     private_postgres: PrivateCluster, services: Callable[..., Awaitable[Service]]
 ) -> None:
