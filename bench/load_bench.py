@@ -43,7 +43,14 @@ from sqlalchemy.engine import make_url
 
 from healthgraph.database import open_database
 from store.crypto import generate_key
-from store.domain import ConnectionState, ConnectionStatus, Direction, SyncStep, TokenScope
+from store.domain import (
+    ConnectionState,
+    ConnectionStatus,
+    Direction,
+    FailureReason,
+    SyncStep,
+    TokenScope,
+)
 from store.engine import create_engine
 from store.migrate import upgrade_database
 from store.models import (
@@ -89,12 +96,13 @@ async def handle(reader, writer):
     finally:
         writer.close()
 
-async def main(port):
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+async def main(port, hosts):
+    addresses = [f"127.0.0.{n}" for n in range(1, hosts + 1)]
+    server = await asyncio.start_server(handle, addresses, port, backlog=1024)
     async with server:
         await server.serve_forever()
 
-asyncio.run(main(int(sys.argv[1])))
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
 
 
@@ -158,7 +166,12 @@ def healthgraph() -> list[str]:
 # --- seeding ---------------------------------------------------------------------------------
 
 
-async def seed(url: str, target_url: str, connections: int, interval: int) -> str:
+def target_url(port: int, hosts: int, connector: int) -> str:
+    """Connector k's API lives on its own loopback address (one per vendor), up to `hosts`."""
+    return f"http://127.0.0.{connector % hosts + 1}:{port}"
+
+
+async def seed(url: str, port: int, hosts: int, connections: int, interval: int) -> str:
     """`connections` ACTIVE connections (a tenth INBOUND, never probed) over 50 connectors and
     connections/5 consumers, one use each, 3 syncs with activations for a fifth of the
     consumers. Due times spread evenly over one interval: the steady state, not a thundering
@@ -186,7 +199,11 @@ async def seed(url: str, target_url: str, connections: int, interval: int) -> st
                     slug=f"vendor-{n}",
                     name=f"Vendor {n}",
                     category="accounting",
-                    heartbeat={"kind": "http", "url": f"{target_url}/", "timeout_seconds": 10},
+                    heartbeat={
+                        "kind": "http",
+                        "url": f"{target_url(port, hosts, n)}/",
+                        "timeout_seconds": 10,
+                    },
                 )
                 for n in range(50)
             ]
@@ -206,7 +223,7 @@ async def seed(url: str, target_url: str, connections: int, interval: int) -> st
                 rows.append(
                     {
                         "consumer_id": consumer_ids[n % consumers],
-                        "connector_id": connector_ids[n % len(connector_ids)],
+                        "connector_id": connector_ids[n % 50],
                         "name": f"connection {n}",
                         "direction": Direction.OUTBOUND if n % 10 else Direction.INBOUND,
                         "state": ConnectionState.ACTIVE,
@@ -215,7 +232,10 @@ async def seed(url: str, target_url: str, connections: int, interval: int) -> st
                         "failure_threshold": 1,
                         "consecutive_failures": 0,
                         "next_check_at": now + timedelta(seconds=rng.uniform(0, interval)),
-                        "heartbeat": {"url": f"{target_url}/h/{n}", "timeout_seconds": 10},
+                        "heartbeat": {
+                            "url": f"{target_url(port, hosts, n % 50)}/h/{n}",
+                            "timeout_seconds": 10,
+                        },
                         "state_changed_at": now,
                         "created_at": now,
                         "updated_at": now,
@@ -260,11 +280,25 @@ async def seed(url: str, target_url: str, connections: int, interval: int) -> st
     return token
 
 
-async def count_checks(url: str) -> int:
+async def count_checks(url: str) -> tuple[int, int]:
+    """(checks written, of which failed probes): every target answers 200, so a failed probe
+    means trouble; INBOUND connections' MISSED_HEARTBEAT rows (nobody calls in) are not counted
+    as failures."""
     database = await open_database(url, upgrade_embedded=False)
     try:
         async with database.sessions() as session:
-            return int(await session.scalar(select(func.count()).select_from(CheckRow)) or 0)
+            total, failed = (
+                await session.execute(
+                    select(
+                        func.count(),
+                        func.count().filter(
+                            CheckRow.success.is_(False),
+                            CheckRow.failure_reason != FailureReason.MISSED_HEARTBEAT,
+                        ),
+                    ).select_from(CheckRow)
+                )
+            ).one()
+        return int(total), int(failed)
     finally:
         await database.close()
 
@@ -457,21 +491,22 @@ async def run(args: argparse.Namespace) -> int:
     directory = Path(tempfile.mkdtemp(prefix="hg-load-"))
     target_port = free_port()
     target = start(
-        "target", [sys.executable, "-c", TARGET_CODE, str(target_port)], dict(os.environ), directory
+        "target",
+        [sys.executable, "-c", TARGET_CODE, str(target_port), str(args.target_hosts)],
+        dict(os.environ),
+        directory,
     )
     procs: list[Proc] = []
     try:
         async with database(args.backend, args.pg_url, args.keep, directory) as url:
             started = time.monotonic()
-            token = await seed(
-                url, f"http://127.0.0.1:{target_port}", args.connections, args.interval
-            )
+            token = await seed(url, target_port, args.target_hosts, args.connections, args.interval)
             print(f"seeded {args.connections} connections in {time.monotonic() - started:.1f} s")
             port = free_port()
             env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHGRAPH_")}
             env.update(
                 HEALTHGRAPH_DATABASE_URL=url,
-                HEALTHGRAPH_ALLOW_TARGETS="127.0.0.1/32",
+                HEALTHGRAPH_ALLOW_TARGETS="127.0.0.0/8",
                 HEALTHGRAPH_SECRET_KEYS=generate_key(),
                 HEALTHGRAPH_LOG_LEVEL="WARNING",
                 HEALTHGRAPH_PORT=str(port),
@@ -486,13 +521,15 @@ async def run(args: argparse.Namespace) -> int:
             await wait_ready(base_url, procs)
             ids = await connection_ids(base_url, token)
             docs = documents()
-            # Warm-up under the same load: caches and pools fill before RSS counts as a trend.
+            # Warm-up under the same load, /metrics scrapes included (the first scrapes under
+            # GraphQL load step RSS up): caches and pools fill before RSS counts as a trend.
             warm = time.monotonic() + args.warmup
             await asyncio.gather(
                 *(
                     client(n, base_url, token, docs, ids, warm, Results())
                     for n in range(args.clients)
-                )
+                ),
+                sample_lag(base_url, warm, Results(), args.scrape_every),
             )
             results = Results()
             checks_before = await count_checks(url)
@@ -515,7 +552,8 @@ async def run(args: argparse.Namespace) -> int:
             cpu = {
                 proc.name: proc.cpu_seconds() - cpu_before[proc.name] for proc in (*procs, target)
             }
-            checks = await count_checks(url) - checks_before
+            total, failed = await count_checks(url)
+            checks = (total - checks_before[0], failed - checks_before[1])
             load_after = os.getloadavg()
             alive = {proc.name: proc.process.poll() is None for proc in procs}
             stopped = {proc.name: proc.stop() for proc in procs}
@@ -534,7 +572,7 @@ def report(
     args: argparse.Namespace,
     results: Results,
     wall: float,
-    checks: int,
+    checks: tuple[int, int],
     cpu: dict[str, float],
     own_after: Any,
     own_before: Any,
@@ -561,10 +599,11 @@ def report(
         f"{'all':28s} {len(every):6d} {pct(every, 50) * 1000:8.1f} "
         f"{pct(every, 99) * 1000:8.1f} {max(every, default=0) * 1000:8.1f}"
     )
-    expected = args.connections * 0.9 * wall / args.interval  # inbound ones are not probed
+    # Outbound ones probed, inbound ones swept (a MISSED_HEARTBEAT row each): one per interval.
+    expected = args.connections * wall / args.interval
     print(
-        f"checks written {checks} ({checks / wall:.1f}/s; steady state would be "
-        f"{expected / wall:.1f}/s)"
+        f"checks written {checks[0]} ({checks[0] / wall:.1f}/s; steady state would be "
+        f"{expected / wall:.1f}/s), failed probes {checks[1]}"
     )
     lag = results.store_lag
     for label, series in (
@@ -624,6 +663,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument(
+        "--target-hosts",
+        type=int,
+        default=50,
+        help="loopback addresses the target answers on, one per connector (1..50); 1: every "
+        "connection on one host, under the per-host limit",
+    )
     parser.add_argument("--interval", type=int, default=60, help="check interval, seconds")
     parser.add_argument(
         "--warmup", type=float, default=30, help="seconds of the same load before measuring"
