@@ -3,12 +3,15 @@ same filters as the API and the issue column. Streamed in batches: memory stays 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
@@ -153,12 +156,45 @@ async def consumers_csv(request: Request) -> Response:
     )
 
 
+class _Batch(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+B = TypeVar("B", bound=_Batch)
+
+
+async def _batches(
+    database: Database,
+    fetch: Callable[[AsyncSession, int, int], Awaitable[list[B]]],
+) -> AsyncIterator[list[B]]:
+    """Every batch in order, the next one read while the caller writes out the current one:
+    the database (SQLite's thread, PostgreSQL's process) works while Python formats."""
+
+    async def read(after: int) -> list[B]:
+        async with database.sessions() as session:
+            return await fetch(session, after, BATCH_SIZE)
+
+    pending: asyncio.Task[list[B]] | None = asyncio.create_task(read(0))
+    try:
+        while pending is not None:
+            rows = await pending
+            full = len(rows) == BATCH_SIZE
+            pending = asyncio.create_task(read(rows[-1].id)) if full else None
+            yield rows
+    finally:
+        if pending is not None:  # the client went away mid-stream: stop reading ahead
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+
+
 async def _stream_consumers(database: Database, f: ConsumerFilter) -> AsyncIterator[bytes]:
     yield _line(CONSUMER_COLUMNS)
-    after = 0
-    while True:
-        async with database.sessions() as session:
-            rows = await exports.consumers_by_connections(session, f, after, BATCH_SIZE)
+    async for rows in _batches(
+        database,
+        lambda session, after, limit: exports.consumers_by_connections(session, f, after, limit),
+    ):
         yield _lines(
             (
                 r.external_id,
@@ -171,17 +207,14 @@ async def _stream_consumers(database: Database, f: ConsumerFilter) -> AsyncItera
             )
             for r in rows
         )
-        if len(rows) < BATCH_SIZE:
-            return
-        after = rows[-1].id
 
 
 async def _stream_activations(database: Database, f: SyncActivationFilter) -> AsyncIterator[bytes]:
     yield _line(SYNC_COLUMNS)
-    after = 0
-    while True:
-        async with database.sessions() as session:
-            rows = await exports.consumers_by_syncs(session, f, after, BATCH_SIZE)
+    async for rows in _batches(
+        database,
+        lambda session, after, limit: exports.consumers_by_syncs(session, f, after, limit),
+    ):
         yield _lines(
             (
                 r.consumer_external_id,
@@ -197,6 +230,3 @@ async def _stream_activations(database: Database, f: SyncActivationFilter) -> As
             )
             for r in rows
         )
-        if len(rows) < BATCH_SIZE:
-            return
-        after = rows[-1].id

@@ -6,7 +6,9 @@ import csv
 import io
 
 import httpx
+import pytest
 
+from healthgraph import csv_export
 from healthgraph.csv_export import CONSUMER_COLUMNS, SYNC_COLUMNS
 from healthgraph.demo import demo_catalog
 from store.domain import ConnectionState, TokenScope
@@ -126,3 +128,32 @@ async def test_csv_is_authenticated_and_tenant_scoped(demo: Server) -> None:
     }
     bad = await fetch(demo, "hg_not-a-token", {})
     assert bad.status_code == 401
+
+
+async def test_small_batches_read_ahead_give_the_same_file(
+    demo: Server, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many batches, each read while the previous one is written: same rows, same order."""
+    whole = {view: await fetch(demo, reader, {"view": view}) for view in ("connections", "syncs")}
+    monkeypatch.setattr(csv_export, "BATCH_SIZE", 3)
+    for view, expected in whole.items():
+        batched = await fetch(demo, reader, {"view": view})
+        assert batched.text == expected.text
+        assert len(rows(batched)) > 3 * 3
+
+
+async def test_a_client_leaving_mid_stream_stops_the_read_ahead(
+    demo: Server, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = await fetch(demo, reader, {"view": "syncs"})
+    monkeypatch.setattr(csv_export, "BATCH_SIZE", 2)
+    headers = {"Authorization": f"Bearer {reader}"}
+    async with httpx.AsyncClient(base_url=demo.base_url) as client:
+        for _ in range(5):  # more walk-outs than the pool has connections
+            async with client.stream(
+                "GET", "/export/consumers.csv", params={"view": "syncs"}, headers=headers
+            ) as response:
+                assert response.status_code == 200
+                async for _line in response.aiter_lines():
+                    break
+    assert (await fetch(demo, reader, {"view": "syncs"})).text == expected.text
