@@ -183,18 +183,22 @@ def activation_is_active(activation: Any = SyncActivationRow) -> ColumnElement[b
     """Active ⇔ every step complete and an ACTIVE connection to every required connector."""
     r = aliased(SyncRequirementRow)
     c = aliased(ConnectionRow)
-    missing_requirement = _exists(
-        r,
-        r.sync_id == activation.sync_id,
-        not_(
-            _exists(
-                c,
-                c.consumer_id == activation.consumer_id,
-                c.connector_id == r.connector_id,
-                connection_is_active(c),
-            )
-        ),
+    # OFFSET 0 keeps PostgreSQL from turning this into a hashed subplan over every ACTIVE
+    # connection (82k at 100k); probed per activation it runs only for complete ones (2x
+    # faster for the overview). SQLite plans both forms alike.
+    has_active = (
+        select(literal(1))
+        .select_from(c)
+        .where(
+            c.consumer_id == activation.consumer_id,
+            c.connector_id == r.connector_id,
+            connection_is_active(c),
+        )
+        .correlate_except(c)
+        .offset(0)
+        .exists()
     )
+    missing_requirement = _exists(r, r.sync_id == activation.sync_id, not_(has_active))
     # Steps first: the cheap column test spares the EXISTS for every unfinished activation.
     return and_(all_steps_complete(activation), not_(missing_requirement))
 
