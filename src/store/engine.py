@@ -51,9 +51,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # 16 MiB of page cache per connection instead of 2: at 100k connections the scheduler's
-    # writes and the scrape's reads otherwise go back to the file for the same index pages.
-    cursor.execute("PRAGMA cache_size=-16384")
     cursor.close()
 
 
