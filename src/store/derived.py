@@ -230,28 +230,41 @@ def requirement_health_flags(connection: Any = ConnectionRow) -> tuple[Column[An
     )
 
 
+_NO_CONNECTION = RequirementHealth()
+_CONNECTION_BIT = step_bit(SyncStep.CONNECTION)
+_MAPPING_BIT = step_bit(SyncStep.MAPPING)
+_CONFIGURATION_BIT = step_bit(SyncStep.CONFIGURATION)
+
+
 def activation_state(
     required: Sequence[int], health: Mapping[int, RequirementHealth], completed_steps: int
 ) -> tuple[bool, IssueCode | None, int | None]:
     """(active, issue code, issue connector id) of one activation, as the SQL definitions.
 
     `required`: the sync's connector ids by position; `health`: the consumer's flags per
-    connector (absent: no connection); `completed_steps`: the activation's bitmask.
+    connector (absent: no connection); `completed_steps`: the activation's bitmask. One pass
+    and no allocation: the CSV export calls it for every row.
     """
-    nothing = RequirementHealth()
-    unmet = [c for c in required if not health.get(c, nothing).healthy]
-    failed = next((c for c in unmet if health.get(c, nothing).failed), None)
-    missing = next((c for c in unmet if not health.get(c, nothing).failed), None)
+    active = completed_steps == ALL_STEPS_COMPLETE
+    failed: int | None = None  # first unmet requirement (by position) with a failed connection
+    missing: int | None = None  # first unmet requirement without one
+    for connector_id in required:
+        flags = health.get(connector_id, _NO_CONNECTION)
+        active = active and flags.active
+        if flags.healthy:
+            continue
+        if flags.failed:
+            if failed is None:
+                failed = connector_id
+        elif missing is None:
+            missing = connector_id
     code: IssueCode | None = None
     if failed is not None:
         code = IssueCode.CONNECTION_FAILED
-    elif missing is not None or not completed_steps & step_bit(SyncStep.CONNECTION):
+    elif missing is not None or not completed_steps & _CONNECTION_BIT:
         code = IssueCode.NO_CONNECTION
-    elif not completed_steps & step_bit(SyncStep.MAPPING):
+    elif not completed_steps & _MAPPING_BIT:
         code = IssueCode.MAPPING_INCOMPLETE
-    elif not completed_steps & step_bit(SyncStep.CONFIGURATION):
+    elif not completed_steps & _CONFIGURATION_BIT:
         code = IssueCode.CONFIGURATION_INCOMPLETE
-    active = completed_steps == ALL_STEPS_COMPLETE and all(
-        health.get(c, nothing).active for c in required
-    )
     return active, code, failed if failed is not None else missing
