@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -153,12 +153,19 @@ _REQUIREMENT_HEALTH = (
     select(
         ConnectionRow.consumer_id, ConnectionRow.connector_id, *derived.requirement_health_flags()
     )
-    # Only by consumer: SQLite, without statistics, would take a connector_id IN (...) to its
-    # connector index and read every connection to those connectors. The range lets
-    # PostgreSQL scan its consumer index, where a long IN list alone is a sequential scan.
+    # The range lets PostgreSQL scan its consumer index (a long IN list alone is a sequential
+    # scan). The required connectors are tested inside a CASE on purpose: SQLite, without
+    # statistics, takes a plain connector_id IN (...) to its connector index and reads every
+    # connection to those connectors (60 ms a batch); as a filter it keeps the consumer
+    # index and returns a third of the rows (20 -> 7 ms a batch).
     .where(
         ConnectionRow.consumer_id.between(bindparam("low"), bindparam("high")),
         ConnectionRow.consumer_id.in_(bindparam("consumer_ids", expanding=True)),
+        case(
+            (ConnectionRow.connector_id.in_(bindparam("connector_ids", expanding=True)), 1),
+            else_=0,
+        )
+        == 1,
     )
     .group_by(ConnectionRow.consumer_id, ConnectionRow.connector_id)
 )
@@ -196,12 +203,16 @@ async def consumers_by_syncs(
         consumer_ids = sorted({row[1] for row in page})
         for consumer_id, connector_id, healthy, failed, active in await connection.execute(
             _REQUIREMENT_HEALTH,
-            {"low": consumer_ids[0], "high": consumer_ids[-1], "consumer_ids": consumer_ids},
+            {
+                "low": consumer_ids[0],
+                "high": consumer_ids[-1],
+                "consumer_ids": consumer_ids,
+                "connector_ids": sorted(connector_names),
+            },
         ):
-            if connector_id in connector_names:
-                health[consumer_id][connector_id] = derived.RequirementHealth(
-                    bool(healthy), bool(failed), bool(active)
-                )
+            health[consumer_id][connector_id] = derived.RequirementHealth(
+                bool(healthy), bool(failed), bool(active)
+            )
     messages: dict[tuple[IssueCode, int | None], str] = {}
     rows = []
     for (
