@@ -100,7 +100,7 @@ async def consumers_by_connections(
     result = await connection.execute(_consumer_page(f), {"after_id": after_id, "limit": limit})
     nothing = Issue(IssueCode.NOTHING).message
     rows = []
-    for row_id, external_id, name, email, active, count, failed, created_at in result:
+    for row_id, external_id, name, email, active, count, failed, created_at in result.all():
         if not count:
             issue = nothing
         elif failed:
@@ -170,6 +170,14 @@ _REQUIREMENT_HEALTH = (
     .group_by(ConnectionRow.consumer_id, ConnectionRow.connector_id)
 )
 
+# The eight possible flag sets, shared: a batch would otherwise allocate one per row.
+_FLAGS = {
+    (healthy, failed, active): derived.RequirementHealth(healthy, failed, active)
+    for healthy in (False, True)
+    for failed in (False, True)
+    for active in (False, True)
+}
+
 _CONNECTION_BIT = step_bit(SyncStep.CONNECTION)
 _MAPPING_BIT = step_bit(SyncStep.MAPPING)
 _CONFIGURATION_BIT = step_bit(SyncStep.CONFIGURATION)
@@ -193,15 +201,16 @@ async def consumers_by_syncs(
         return []
     required: dict[int, list[int]] = defaultdict(list)
     connector_names: dict[int, str] = {}
-    for sync_id, connector_id, connector_name in await connection.execute(
+    requirements = await connection.execute(
         _REQUIREMENTS, {"sync_ids": sorted({row[2] for row in page})}
-    ):
+    )
+    for sync_id, connector_id, connector_name in requirements.all():
         required[sync_id].append(connector_id)
         connector_names[connector_id] = connector_name
     health: dict[int, dict[int, derived.RequirementHealth]] = defaultdict(dict)
     if connector_names:
         consumer_ids = sorted({row[1] for row in page})
-        for consumer_id, connector_id, healthy, failed, active in await connection.execute(
+        flags = await connection.execute(
             _REQUIREMENT_HEALTH,
             {
                 "low": consumer_ids[0],
@@ -209,10 +218,10 @@ async def consumers_by_syncs(
                 "consumer_ids": consumer_ids,
                 "connector_ids": sorted(connector_names),
             },
-        ):
-            health[consumer_id][connector_id] = derived.RequirementHealth(
-                bool(healthy), bool(failed), bool(active)
-            )
+        )
+        # .all(): one fetch for the batch; iterating the result fetches row by row.
+        for consumer_id, connector_id, healthy, failed, active in flags.all():
+            health[consumer_id][connector_id] = _FLAGS[bool(healthy), bool(failed), bool(active)]
     messages: dict[tuple[IssueCode, int | None], str] = {}
     rows = []
     for (
