@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import array
 import asyncio
+import itertools
 import math
 import os
 import re
@@ -754,37 +755,30 @@ class Worker:
 
 
 class Workers:
-    def __init__(
-        self,
-        folder: Path,
-        secret_key: str,
-        py_spy: Path | None = None,
-        probe_processes: int = 0,
-    ) -> None:
+    def __init__(self, folder: Path, secret_key: str, py_spy: Path | None = None) -> None:
         self.folder = folder
-        self.probe_processes = probe_processes
         self.secret_key = secret_key
         self.started: list[Worker] = []
         self.py_spy = py_spy  # record each worker's stacks into this folder (collapsed format)
         self.profilers: list[subprocess.Popen[bytes]] = []
 
-    def env(self, database_url: str) -> dict[str, str]:
+    def env(self, database_url: str, probe_processes: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHGRAPH_")}
         env.update(
             HEALTHGRAPH_DATABASE_URL=database_url,
             HEALTHGRAPH_ALLOW_TARGETS="127.0.0.1/32,::1/128",
             HEALTHGRAPH_SECRET_KEYS=self.secret_key,
             HEALTHGRAPH_LOG_LEVEL="INFO",
-            HEALTHGRAPH_PROBE_PROCESSES=str(self.probe_processes),
+            HEALTHGRAPH_PROBE_PROCESSES=str(probe_processes),
         )
         return env
 
-    async def start(self, database_url: str, *options: str) -> Worker:
+    async def start(self, database_url: str, *options: str, probe_processes: int = 0) -> Worker:
         log_path = self.folder / f"worker-{len(self.started)}.log"
         log_file = log_path.open("w")
         process = spawn(
             [sys.executable, "-m", "healthgraph.worker", *options],
-            env=self.env(database_url),
+            env=self.env(database_url, probe_processes),
             cwd=self.folder,
             stdout=log_file,
             stderr=log_file,
@@ -854,12 +848,16 @@ async def drain(
     worker_options: Sequence[str],
     *,
     worker_count: int = 1,
+    probe_processes: int = 0,
     target_pid: int,
     limit_s: float = 300,
 ) -> Throughput:
     """Start the workers, make every connection due at once, time until all are checked."""
     await backend.reset()
-    started = [await workers.start(backend.url, *worker_options) for _ in range(worker_count)]
+    started = [
+        await workers.start(backend.url, *worker_options, probe_processes=probe_processes)
+        for _ in range(worker_count)
+    ]
     try:
         background = await background_cores()
         # The worker and its probe processes (HEALTHGRAPH_PROBE_PROCESSES), if any.
@@ -900,6 +898,20 @@ async def drain(
         database_cores=database_cores,
         target_cores=target_cores,
     )
+
+
+def int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def describe_workers(backend: str, count: int, probe_processes: int) -> str:
+    """E.g. "SQLite, 1 worker + 2 probe processes"."""
+    text = f"{backend}, {count} worker{'s' if count > 1 else ''}"
+    if probe_processes:
+        text += f" + {probe_processes} probe process{'es' if probe_processes > 1 else ''}"
+        if count > 1:
+            text += " each"
+    return text
 
 
 def describe(result: Throughput) -> str:
@@ -1024,9 +1036,10 @@ async def measure_lag(
     interval: int,
     seconds: float,
     worker_options: Sequence[str],
+    probe_processes: int = 0,
 ) -> LagResult:
     await backend.reset()
-    worker = await workers.start(backend.url, *worker_options)
+    worker = await workers.start(backend.url, *worker_options, probe_processes=probe_processes)
     due_times = DueTimes(backend, count)
     await due_times.open()
     history: list[tuple[float, int, float]] = []
@@ -1199,8 +1212,8 @@ async def section_e2e(
                     credentials_share=args.credentials_share,
                 )
                 counts = args.e2e_pg_workers if backend.pg_dsn else [1]
-                for count in counts:
-                    name = f"{backend.name}, {count} worker{'s' if count > 1 else ''}"
+                for count, processes in itertools.product(counts, args.probe_processes):
+                    name = describe_workers(backend.name, count, processes)
                     for run in range(args.repeat):
                         result = await drain(
                             backend,
@@ -1208,6 +1221,7 @@ async def section_e2e(
                             args.e2e_connections,
                             (),
                             worker_count=count,
+                            probe_processes=processes,
                             target_pid=target.pid,
                         )
                         print(f"  {name}, run {run + 1}: {describe(result)}", flush=True)
@@ -1244,7 +1258,9 @@ async def section_lag(
         flush=True,
     )
     async with nginx(ports):
-        for make in backends(args, lag=True):
+        for make, processes in itertools.product(
+            backends(args, lag=True), args.lag_probe_processes
+        ):
             async with make() as backend:
                 await seed(
                     backend,
@@ -1261,9 +1277,13 @@ async def section_lag(
                     interval=args.lag_interval,
                     seconds=args.lag_seconds,
                     worker_options=(),
+                    probe_processes=processes,
                 )
                 print_lag(result)
-                label = f"{args.lag_connections // 1000}k/{args.lag_interval}s, {backend.name}"
+                label = (
+                    f"{args.lag_connections // 1000}k/{args.lag_interval}s, "
+                    f"{describe_workers(backend.name, 1, processes)}"
+                )
                 summary.add(f"lag p50 s, {label}", [result.p(50)], ".2f", "", None)
                 summary.add(
                     f"lag p99 s, {label}",
@@ -1361,9 +1381,16 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker-concurrency", type=int, default=100)
     parser.add_argument(
         "--probe-processes",
-        type=int,
-        default=0,
-        help="HEALTHGRAPH_PROBE_PROCESSES for every worker (0: probe in the worker itself)",
+        type=int_list,
+        default=[0, 2],
+        help="e2e: HEALTHGRAPH_PROBE_PROCESSES values to run each worker count with "
+        "(0: probe in the worker itself)",
+    )
+    parser.add_argument(
+        "--lag-probe-processes",
+        type=int_list,
+        default=[2],
+        help="lag: HEALTHGRAPH_PROBE_PROCESSES values for the one worker",
     )
     parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="record the workers with py-spy (raw stacks)"
@@ -1394,7 +1421,7 @@ async def main(args: argparse.Namespace) -> None:
         flush=True,
     )
     with scratch_folder() as folder:
-        workers = Workers(folder, key, args.py_spy, args.probe_processes)
+        workers = Workers(folder, key, args.py_spy)
         try:
             for name in args.sections.split(","):
                 await SECTIONS[name](args, workers, key_ring, summary)
