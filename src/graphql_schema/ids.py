@@ -19,7 +19,8 @@ def from_global_id(global_id: str) -> tuple[str, int]:
         type_name, _, row_id = text.decode().partition(":")
     except (binascii.Error, UnicodeError, ValueError) as exc:
         raise InvalidIdError(global_id) from exc
-    if not type_name or not row_id.isdigit() or len(row_id) > 18:
+    # ASCII digits only: '²' passes isdigit() and fails int().
+    if not type_name or not (row_id.isascii() and row_id.isdigit()) or len(row_id) > 18:
         raise InvalidIdError(global_id)
     return type_name, int(row_id)
 

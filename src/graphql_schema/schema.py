@@ -22,6 +22,7 @@ from strawberry.extensions import (
 from graphql_schema.context import GraphQLContext
 from graphql_schema.errors import is_client_error
 from graphql_schema.mutation import Mutation
+from graphql_schema.page_size import PageSizeRule
 from graphql_schema.query import Query
 from graphql_schema.subscription import Subscription
 
@@ -53,6 +54,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
     rules: list[Any] = [
         *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
         *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+        PageSizeRule,
     ]
     if not introspection:
         rules.append(NoSchemaIntrospectionCustomRule)

@@ -55,7 +55,12 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+        if (
+            declared is not None
+            and declared.strip().isascii()
+            and declared.strip().isdigit()
+            and int(declared) > self.max_bytes
+        ):
             await self._refusal()(scope, receive, send)
             return
         received = 0

@@ -31,9 +31,11 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
     except (binascii.Error, UnicodeError, ValueError) as exc:
         raise InvalidCursorError(cursor) from exc
-    if not text.startswith(_PREFIX) or not text[len(_PREFIX) :].isdigit():
+    digits = text.removeprefix(_PREFIX)
+    # ASCII digits only: '²' passes isdigit() and fails int().
+    if not text.startswith(_PREFIX) or not (digits.isascii() and digits.isdigit()):
         raise InvalidCursorError(cursor)
-    return int(text[len(_PREFIX) :])
+    return int(digits)
 
 
 @dataclass(frozen=True, slots=True)

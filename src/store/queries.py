@@ -65,7 +65,8 @@ def _search(
     matches: list[ColumnElement[bool]] = [
         column.ilike(pattern, escape="\\") for column in text_columns
     ]
-    if term.isdigit() and len(term) < 18:
+    # ASCII digits only: '²' is isdigit() but not int(), and '١٢' is not how ids are written.
+    if term.isascii() and term.isdigit() and len(term) < 18:
         matches.append(id_column == int(term))
     return [or_(*matches)]
 

@@ -52,13 +52,6 @@ def test_any_text_is_an_id_of_ours_or_refused_by_name(text: str) -> None:
         assert type_name and row_id >= 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug (graphql_schema/ids.py): from_global_id takes any text str.isdigit() accepts, "
-    "e.g. '²', and int() then raises ValueError, which clients see as 'Unexpected error.' "
-    "(and /push/* as a 500); fix: require row_id.isascii() and row_id.isdigit()",
-)
 @FAST
 @example("²")
 @given(st.text(max_size=20))

@@ -279,11 +279,6 @@ async def test_document_limits_are_enforced_before_the_data_is_read(
             assert statements.count == baseline.count, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (graphql_schema): a nested `first` is checked by its resolver, after the parent "
-    "page was read; fix: validate every `first` argument before execution",
-)
 async def test_a_nested_page_size_is_refused_before_the_parent_is_read(
     demo: Server, reader: str
 ) -> None:
@@ -356,13 +351,6 @@ async def _a_use_id(demo: Server, token: str) -> str:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bugs (store/queries.py _search, store/pagination.py decode_cursor, graphql_schema/ids.py "
-    "from_global_id): text str.isdigit() accepts but int() does not, e.g. '²', raises ValueError: "
-    "'Unexpected error.' in GraphQL, a 500 on /push, a CSV cut off mid-stream; fix: test "
-    "isascii() and isdigit() before int()",
-)
 async def test_unicode_digits_are_bad_input_not_internal_errors(demo: Server) -> None:
     writer = await demo.token(TokenScope.WRITE)
     headers = {"Authorization": f"Bearer {writer}"}

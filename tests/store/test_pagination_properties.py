@@ -65,13 +65,6 @@ def test_a_page_is_the_first_rows_and_says_whether_more_follow(ids: list[int], f
     assert page.end_cursor == (encode_cursor(ids[:first][-1]) if ids[:first] else None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="bug (store/pagination.py): decode_cursor takes any text str.isdigit() accepts, "
-    "e.g. '²', and int() then raises ValueError, which clients see as 'Unexpected error.'; "
-    "fix: require text.isascii() and text.isdigit()",
-)
 @FAST
 @example("²")
 @given(st.text(max_size=20))
