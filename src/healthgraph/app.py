@@ -35,6 +35,7 @@ from healthgraph.limits import (
     JsonObjectBody,
     push_error,
 )
+from healthgraph.memory import freeze_startup_objects, thaw_startup_objects
 from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.settings import Settings
 from healthgraph.worker import run_worker
@@ -102,7 +103,11 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
                         # The remote sides act only when the service runs checks too, so a
                         # demo without the scheduler (the tests') stays as the catalog says.
                         await running.enter_async_context(_demo_activity(database, services))
-                    yield
+                    freeze_startup_objects()
+                    try:
+                        yield
+                    finally:
+                        thaw_startup_objects()
         finally:
             await services.broadcaster.stop()
             await database.close()
