@@ -123,17 +123,39 @@ class Proc:
     log: Path
     log_file: IO[bytes]
 
+    def pids(self) -> list[int]:
+        """The process and its children (HEALTHGRAPH_PROBE_PROCESSES), which count as it."""
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return [pid, *(int(child) for child in children)]
+
     def cpu_seconds(self) -> float:
-        """utime + stime of the process so far, from /proc."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        """utime + stime so far, from /proc (probe processes included while they run)."""
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Resident memory of the process and its probe processes."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            total += next(
+                (int(line.split()[1]) / 1024 for line in lines if line.startswith("VmRSS:")), 0.0
+            )
+        return total or float("nan")
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -511,6 +533,7 @@ async def run(args: argparse.Namespace) -> int:
                 HEALTHGRAPH_LOG_LEVEL="WARNING",
                 HEALTHGRAPH_PORT=str(port),
                 HEALTHGRAPH_WORKER_METRICS_PORT=str(free_port()),
+                HEALTHGRAPH_PROBE_PROCESSES=str(args.probe_processes),
             )
             if args.backend == "sqlite":
                 procs.append(start("serve", [*healthgraph(), "serve"], env, directory))
@@ -678,6 +701,12 @@ def main() -> int:
         "--scrape-every", type=float, default=1, help="seconds between /metrics scrapes; 0: none"
     )
     parser.add_argument("--pg-url", default=DEFAULT_PG_ADMIN_URL, help="admin URL (postgresql)")
+    parser.add_argument(
+        "--probe-processes",
+        type=int,
+        default=0,
+        help="HEALTHGRAPH_PROBE_PROCESSES for serve / the worker (0: probe in that process)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
     return asyncio.run(run(parser.parse_args()))
 
