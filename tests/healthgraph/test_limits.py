@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import event
 
 from healthgraph.limits import MAX_GRAPHQL_BODY_BYTES, MAX_PUSH_BODY_BYTES
