@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -38,7 +41,7 @@ from healthgraph.limits import (
 from healthgraph.memory import freeze_startup_objects, thaw_startup_objects
 from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.settings import Settings
-from healthgraph.worker import run_worker
+from healthgraph.worker import run_event_loop, run_worker
 from probes.guard import AddressGuard
 from probes.scheduler import CheckObserver
 from probes.target import ProbeContext
@@ -49,6 +52,7 @@ from store.events import broadcaster_for
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
+SCHEDULER_SWITCH_INTERVAL_SECONDS = 0.0005
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
@@ -192,21 +196,57 @@ async def _demo_activity(database: Database, services: Services) -> AsyncIterato
 async def _scheduler_running(
     settings: Settings, services: Services, observer: CheckObserver
 ) -> AsyncIterator[None]:
-    """The worker role inside this process, stopped (claims released) when the app stops."""
-    stop = asyncio.Event()
+    """The worker role inside this process, on its own thread and event loop, stopped (claims
+    released) when the app stops.
+
+    Its own loop because GraphQL requests are CPU work: on the API's loop, 50 busy clients
+    kept the scheduler's claims and writes waiting their turn behind every request (lag p99
+    8 s at 10k connections, bench/load_bench.py). On a thread it gets the interpreter every
+    few milliseconds whatever the API is doing, and its probes can go to probe processes.
+    """
+    api_loop = asyncio.get_running_loop()
+    started: concurrent.futures.Future[None] = concurrent.futures.Future()
+    stopping: concurrent.futures.Future[Callable[[], object]] = concurrent.futures.Future()
 
     async def publish(changes: list[StatusChange]) -> None:
-        await services.broadcaster.publish(change.connection_id for change in changes)
+        # Subscribers live on the API's loop: hand the ids over to it.
+        ids = [change.connection_id for change in changes]
+        future = asyncio.run_coroutine_threadsafe(services.broadcaster.publish(ids), api_loop)
+        await asyncio.wrap_future(future)
 
-    task = asyncio.create_task(run_worker(settings, stop, on_changes=publish, observer=observer))
-    await asyncio.sleep(0)  # let it take the SQLite worker lock, or fail to, before serving
-    if task.done():
-        task.result()  # e.g. WorkerLockedError: another worker already uses this SQLite file
+    @asynccontextmanager
+    async def say_started() -> AsyncIterator[None]:
+        started.set_result(None)  # this process holds the worker role (the SQLite lock)
+        yield
+
+    async def scheduler() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        stopping.set_result(lambda: loop.call_soon_threadsafe(stop.set))
+        await run_worker(
+            settings, stop, on_changes=publish, observer=observer, alongside=say_started()
+        )
+
+    def run() -> None:
+        try:
+            run_event_loop(scheduler())
+        except BaseException as exc:
+            if not started.done():
+                started.set_exception(exc)  # e.g. WorkerLockedError: reported by start-up
+            else:
+                log.exception("the heartbeat scheduler stopped")
+
+    # Every step of the scheduler (each await, each SQLite reply from its thread) waits for
+    # the interpreter; at the default 5 ms a busy API makes every claim and write crawl.
+    sys.setswitchinterval(SCHEDULER_SWITCH_INTERVAL_SECONDS)
+    thread = threading.Thread(target=run, name="healthgraph-scheduler", daemon=True)
+    thread.start()
+    await asyncio.wrap_future(started)
     try:
         yield
     finally:
-        stop.set()
-        await task
+        (await asyncio.wrap_future(stopping))()
+        await asyncio.to_thread(thread.join)
 
 
 def _services(settings: Settings) -> Services:
