@@ -41,12 +41,19 @@ async def test_serve_checks_the_demo_by_itself(database_url: str) -> None:
             token,
             "{ connections(filter: {status: [CONNECTION_FAILURE]}, first: 100) { nodes { failureReason } } }",
         )
-        # The demo's remote sides: inbound connections call in, apps report use runs.
-        remote = await server.execute(
-            token,
-            """{ inbound: connections(filter: {direction: [INBOUND], status: [CONNECTED]}) { totalCount }
-                 all: connections(first: 500) { nodes { instanceHealth { status } } } }""",
-        )
+        # The demo's remote sides: inbound connections call in, apps report use runs. They act
+        # on their own clock, which the checks above may beat: wait for them too.
+        while True:
+            remote = await server.execute(
+                token,
+                """{ inbound: connections(filter: {direction: [INBOUND], status: [CONNECTED]}) { totalCount }
+                     all: connections(first: 500) { nodes { instanceHealth { status } } } }""",
+            )
+            healths = {n["instanceHealth"]["status"] for n in remote["all"]["nodes"]}
+            inbound = remote["inbound"]["totalCount"]
+            if (inbound and healths >= {"HEALTHY", "DEGRADED"}) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
     assert counts["connected"] > 0
     assert counts["connectionFailure"] > 0
     # The 401 target moved its connections to FAILED (authentication failed).
