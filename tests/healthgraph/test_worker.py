@@ -30,6 +30,7 @@ from store.engine import create_engine
 from store.migrate import upgrade_database
 from store.models import CheckRow, ConnectionRow, ConnectorRow, ConsumerRow
 from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.servers import process_running
 
 KEY = generate_key()
 
@@ -271,14 +272,6 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def test_a_sqlite_worker_with_probe_processes_checks_each_connection_once(
     tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
 ) -> None:
@@ -301,7 +294,7 @@ async def test_a_sqlite_worker_with_probe_processes_checks_each_connection_once(
         assert Counter(target.hits.values()) == {1: 300}
         assert Counter((await checks_per_connection(database)).values()) == {1: 300}
         # They end with their worker: none is left behind.
-        assert [pid for pid in probe_processes if running(pid)] == []
+        assert [pid for pid in probe_processes if process_running(pid)] == []
     finally:
         await database.close()
 

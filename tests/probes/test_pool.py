@@ -21,6 +21,7 @@ from store.domain import CheckOutcome, ConnectionStatus, FailureReason
 from store.scheduling import DueCheck
 from tests.probes.conftest import LOOPBACK, HttpServer
 from tests.probes.test_scheduler import FAST, all_checks, due, no_jitter
+from tests.servers import process_running
 from tests.store.test_scheduling import Graph, make_graph
 
 KEY_RING = KeyRing([generate_key()])
@@ -37,14 +38,6 @@ def due_check(connection_id: int, url: str, **fields: Any) -> DueCheck:
         due_at=None,
         lease_expires_at=None,
     )
-
-
-def running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def summary(outcome: CheckOutcome) -> tuple[bool, FailureReason | None, int | None, str | None]:
@@ -146,7 +139,7 @@ async def test_closing_waits_for_checks_in_flight_and_ends_the_processes(
         (False, FailureReason.HTTP_STATUS, 204, "HTTP 204 No Content; expected 200")
     }
     assert pool.pids() == []
-    assert not [pid for pid in pids if running(pid)]
+    assert not [pid for pid in pids if process_running(pid)]
 
 
 @pytest.fixture
