@@ -238,15 +238,22 @@ async def _scheduler_running(
 
     # Every step of the scheduler (each await, each SQLite reply from its thread) waits for
     # the interpreter; at the default 5 ms a busy API makes every claim and write crawl.
+    switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(SCHEDULER_SWITCH_INTERVAL_SECONDS)
     thread = threading.Thread(target=run, name="healthgraph-scheduler", daemon=True)
     thread.start()
-    await asyncio.wrap_future(started)
     try:
-        yield
+        await asyncio.wrap_future(started)
+        try:
+            yield
+        finally:
+            stop = await asyncio.wrap_future(stopping)
+            # It may have stopped on its own (logged above), its loop closed.
+            with contextlib.suppress(RuntimeError):
+                stop()
+            await asyncio.to_thread(thread.join)
     finally:
-        (await asyncio.wrap_future(stopping))()
-        await asyncio.to_thread(thread.join)
+        sys.setswitchinterval(switch_interval)
 
 
 def _services(settings: Settings) -> Services:
