@@ -125,8 +125,11 @@ class ConnectionRow(Base):
     __tablename__ = "connections"
     __table_args__ = (
         UniqueConstraint("consumer_id", "name"),
-        Index("ix_connections_connector_state", "connector_id", "state"),
+        # The overview's counts per connector, state and status from one index scan.
+        Index("ix_connections_connector_state_status", "connector_id", "state", "status"),
         Index("ix_connections_state_status", "state", "status"),
+        # ACTIVE connections in consumer order: active consumers as one distinct count.
+        Index("ix_connections_state_consumer", "state", "consumer_id"),
         # "Has this consumer an ACTIVE connection (to this connector)?" — the EXISTS behind
         # consumer activity, the issue columns and sync activation. Without it SQLite, which
         # keeps no statistics, walks every ACTIVE connection per consumer (minutes at 100k).

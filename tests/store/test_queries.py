@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from healthgraph.database import Database
-from store import queries
+from store import derived, queries
 from store.domain import (
     ConnectionState,
     ConnectionStatus,
@@ -27,6 +29,7 @@ from store.filters import (
     SyncFilter,
     UseFilter,
 )
+from store.models import ConsumerRow
 from store.pagination import MAX_PAGE_SIZE, PageRequest, encode_cursor
 from tests.factories import GraphFactory
 
@@ -327,7 +330,7 @@ async def test_overview(db: Database, seeded: dict[str, int]) -> None:
     async with db.sessions() as session:
         overview = await queries.overview(session)
 
-    assert len(statements) == 5
+    assert len(statements) == 4
     assert (overview.consumers, overview.active_consumers) == (4, 1)
     assert (
         overview.active_connections,
@@ -376,6 +379,37 @@ async def test_overview_scoped_to_one_consumer(db: Database, seeded: dict[str, i
         ("Expenses to ledger", 1),
         ("Invoices to accounting", 0),
     ]
+
+
+async def test_overview_active_consumers_agree_with_the_definition(db: Database) -> None:
+    """The overview counts active consumers from the connections (a distinct count); the
+    definition is `derived.consumer_is_active` per consumer. Equal on every mix of states,
+    whole and scoped."""
+    states = list(ConnectionState)
+    mixes = [(), *((state,) for state in states), *itertools.combinations(states, 2)]
+    mixes.append((ConnectionState.ACTIVE, ConnectionState.ACTIVE))
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        connectors = [await graph.connector(f"k{i}", f"K{i}") for i in range(2)]
+        ids = []
+        for index, mix in enumerate(mixes):
+            consumer = await graph.consumer(f"c{index:02}")
+            ids.append(consumer.id)
+            for n, state in enumerate(mix):
+                await graph.connection(consumer, connectors[n], state=state, name=f"n{n}")
+
+    counts = {}
+    async with db.sessions() as session:
+        for scope in (None, tuple(ids[::3]), ()):
+            overview = await queries.overview(session, consumer_ids=scope)
+            defined = select(func.count()).where(derived.consumer_is_active())
+            if scope is not None:
+                defined = defined.where(ConsumerRow.id.in_(scope))
+            expected = await session.scalar(defined.select_from(ConsumerRow))
+            counts[scope] = (overview.active_consumers, expected)
+    assert all(by_overview == by_definition for by_overview, by_definition in counts.values())
+    # Some active and some not, so the agreement means something.
+    assert 0 < counts[None][0] < len(mixes)
 
 
 async def test_overview_of_empty_database(db: Database) -> None:
