@@ -1,0 +1,233 @@
+"""Plain fields completed inline must answer exactly as graphql-core's own path: same data,
+same errors with the same paths, same nulls, and middleware still sees every field."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import strawberry
+from graphql.pyutils import Undefined
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from graphql_schema import execution
+from graphql_schema.context import GraphQLContext, Viewer
+from graphql_schema.execution import PlainFieldExecutor, plain_fields_of
+from graphql_schema.schema import build_schema
+from healthgraph.database import Database
+from store.domain import ConnectionState, ConnectionStatus, UseStatus
+from tests.factories import GraphFactory
+
+QUERIES = Path(__file__).parents[2] / "docs" / "queries"
+
+
+def test_the_plain_fields_of_a_connection_are_its_attribute_scalars_and_enums() -> None:
+    schema = build_schema()
+    plain = plain_fields_of(schema._schema, schema._schema.type_map["Connection"])  # type: ignore[arg-type]
+    assert sorted(plain) == [
+        "checkIntervalSeconds",
+        "consecutiveFailures",
+        "direction",
+        "failureReason",
+        "failureThreshold",
+        "id",
+        "lastCheckedAt",
+        "lastError",
+        "lastSuccessAt",
+        "latencyMs",
+        "name",
+        "nextCheckAt",
+        "state",
+        "status",
+    ]
+
+
+@pytest.fixture
+def inline_completions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every plain field value completed inline (proof the inline path ran at all)."""
+    completed: list[Any] = []
+    complete = execution._complete_plain
+
+    def counting(*args: Any) -> Any:
+        value = complete(*args)
+        completed.append(value)
+        return value
+
+    monkeypatch.setattr(execution, "_complete_plain", counting)
+    return completed
+
+
+def _graphql_core_schema() -> strawberry.Schema:
+    """The same schema with strawberry's stock execution context."""
+    schema = build_schema()
+    assert schema.execution_context_class is PlainFieldExecutor
+    schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    return schema
+
+
+async def _seed(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        quickbooks = await graph.connector("quickbooks")
+        drive = await graph.connector("drive", category="storage")
+        for index in range(3):
+            consumer = await graph.consumer(f"c{index}")
+            up = await graph.connection(consumer, quickbooks)
+            down = await graph.connection(
+                consumer,
+                drive,
+                state=ConnectionState.FAILED,
+                status=ConnectionStatus.CONNECTION_FAILURE,
+            )
+            await graph.use(up, "hypersync", f"sync {index}", UseStatus.HEALTHY)
+            await graph.use(down, "livesync", f"file {index}", UseStatus.FAILED)
+
+
+@pytest.mark.parametrize("document", sorted(QUERIES.glob("*.graphql")), ids=lambda p: p.stem)
+async def test_every_view_answers_as_graphql_core_does(
+    db: Database, document: Path, inline_completions: list[Any]
+) -> None:
+    await _seed(db)
+    first = await build_schema().execute(
+        "{ connections(first: 1, filter: {state: [FAILED]}) { nodes { id } } }",
+        context_value=GraphQLContext(db.sessions, Viewer()),
+    )
+    assert first.data is not None
+    variables = {"direction": "OUTBOUND", "id": first.data["connections"]["nodes"][0]["id"]}
+    text = await asyncio.to_thread(document.read_text)
+    results = []
+    for schema in (build_schema(), _graphql_core_schema()):
+        result = await schema.execute(
+            text,
+            variable_values={
+                name: value for name, value in variables.items() if f"${name}:" in text
+            },
+            context_value=GraphQLContext(db.sessions, Viewer()),
+        )
+        assert result.errors is None, result.errors
+        results.append(result.data)
+    inline, stock = results
+    assert inline == stock
+    assert inline  # the document answered something to compare
+    assert any(value is not Undefined for value in inline_completions)
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+async def _later() -> str:
+    return "awaited"
+
+
+@strawberry.type
+class Thing:
+    label: str
+    optional_label: str | None
+    colour: Colour
+    count: int
+    awaited: str
+
+
+@strawberry.type
+class ProbeQuery:
+    @strawberry.field
+    def things(self) -> list[Thing | None]:
+        return [
+            Thing(label="a", optional_label=None, colour=Colour.RED, count=1, awaited="x"),
+            Thing(label=None, optional_label="b", colour=Colour.RED, count=2, awaited="x"),  # type: ignore[arg-type]
+            Thing(label="c", optional_label=None, colour="blue", count=3, awaited="x"),  # type: ignore[arg-type]
+            Thing(label="d", optional_label=None, colour=Colour.RED, count="many", awaited="x"),  # type: ignore[arg-type]
+            Thing(label="e", optional_label=None, colour=Colour.RED, count=5, awaited=_Awaitable()),  # type: ignore[arg-type]
+        ]
+
+
+class _Awaitable:
+    """An attribute value graphql-core must await (not a coroutine: no never-awaited warning)."""
+
+    def __await__(self) -> Any:
+        return _later().__await__()
+
+
+DOCUMENT = "{ things { label optionalLabel colour count awaited } }"
+
+
+async def _execute(
+    executor: type[StrawberryGraphQLCoreExecutionContext], extensions: list[Any] | None = None
+) -> tuple[Any, list[Any]]:
+    schema = strawberry.Schema(
+        query=ProbeQuery, execution_context_class=executor, extensions=extensions or []
+    )
+    result = await schema.execute(DOCUMENT)
+    return result.data, [error.formatted for error in result.errors or []]
+
+
+async def test_bad_plain_values_fail_as_graphql_core_fails_them(
+    inline_completions: list[Any],
+) -> None:
+    inline = await _execute(PlainFieldExecutor)
+    # The three bad values and the awaitable are handed back to graphql-core; a bad non-null
+    # value ends its object, so 18 of the 25 fields are reached.
+    assert sum(value is Undefined for value in inline_completions) == 4
+    assert len(inline_completions) == 18
+    assert inline == await _execute(StrawberryGraphQLCoreExecutionContext)
+    data, errors = inline
+    assert data == {
+        "things": [
+            {"label": "a", "optionalLabel": None, "colour": "RED", "count": 1, "awaited": "x"},
+            None,
+            None,
+            None,
+            {
+                "label": "e",
+                "optionalLabel": None,
+                "colour": "RED",
+                "count": 5,
+                "awaited": "awaited",
+            },
+        ]
+    }
+    assert [(error["path"], error["message"]) for error in errors] == [
+        (["things", 1, "label"], "Cannot return null for non-nullable field Thing.label."),
+        (["things", 2, "colour"], "Enum 'Colour' cannot represent value: 'blue'"),
+        (["things", 3, "count"], "Int cannot represent non-integer value: 'many'"),
+    ]
+
+
+class _Upper(SchemaExtension):
+    """Middleware: every resolved string upper-cased."""
+
+    def resolve(
+        self, _next: Callable[..., Any], root: Any, info: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        value = _next(root, info, *args, **kwargs)
+        if isinstance(value, str):
+            return value.upper()
+        if asyncio.iscoroutine(value) or isinstance(value, _Awaitable):
+            return _upper_later(value)
+        return value
+
+
+async def _upper_later(value: Awaitable[Any]) -> Any:
+    resolved = await value
+    return resolved.upper() if isinstance(resolved, str) else resolved
+
+
+async def test_middleware_still_sees_plain_fields(inline_completions: list[Any]) -> None:
+    inline = await _execute(PlainFieldExecutor, [_Upper])
+    assert inline_completions == []  # a resolve() extension wraps every field: none inline
+    assert inline == await _execute(StrawberryGraphQLCoreExecutionContext, [_Upper])
+    data, _ = inline
+    assert data["things"][0] == {
+        "label": "A",
+        "optionalLabel": None,
+        "colour": "RED",
+        "count": 1,
+        "awaited": "X",
+    }
+    assert data["things"][4]["awaited"] == "AWAITED"
