@@ -1,5 +1,5 @@
-"""Rows for the consumers CSV, one statement per batch with the issue column computed in SQL,
-so an export of 100k consumers streams at database speed in flat memory."""
+"""Rows for the consumers CSV, a constant number of statements per batch with the issue column
+computed from grouped reads, so an export of 100k consumers streams in flat memory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from functools import lru_cache
 
 from sqlalchemy import Select, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from store import derived
 from store.domain import Issue, IssueCode, SyncStep
@@ -27,7 +26,6 @@ from store.models import (
 from store.queries import consumer_conditions, sync_activation_conditions
 
 ISSUE_SEPARATOR = "; "
-_AGGREGATE_SEPARATOR = "\x1f"  # cannot occur in a name typed by a person
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,32 +56,14 @@ class ActivationExportRow:
 
 
 @lru_cache(maxsize=64)
-def _consumer_page(
-    f: ConsumerFilter,
-) -> Select[int, str, str, str | None, bool, int, str | None, datetime]:
+def _consumer_page(f: ConsumerFilter) -> Select[int, str, str, str | None, datetime]:
     """Built once per filter (building it cost more than running it); `after_id`/`limit` bound."""
-    connection = aliased(ConnectionRow)
-    connector = aliased(ConnectorRow)
-    failed_names = (
-        select(func.aggregate_strings(connector.name, _AGGREGATE_SEPARATOR))
-        .select_from(connection)
-        .join(connector, connector.id == connection.connector_id)
-        .where(connection.consumer_id == ConsumerRow.id, derived.connection_is_failed(connection))
-        .scalar_subquery()
-    )
-    counted = aliased(ConnectionRow)
-    connection_count = (
-        select(func.count()).select_from(counted).where(counted.consumer_id == ConsumerRow.id)
-    ).scalar_subquery()
     return (
         select(
             ConsumerRow.id,
             ConsumerRow.external_id,
             ConsumerRow.name,
             ConsumerRow.email,
-            derived.consumer_is_active(),
-            connection_count,
-            failed_names,
             ConsumerRow.created_at,
         )
         .where(ConsumerRow.id > bindparam("after_id"), *consumer_conditions(f))
@@ -92,30 +72,82 @@ def _consumer_page(
     )
 
 
+# The connections of the batch's consumers by their id range alone: a filtered page leaves
+# other consumers in the range, whose rows are read and dropped (consecutive ranges do not
+# overlap, so an export reads each connection once). The ids as an IN list as well cost more
+# than that on PostgreSQL (2000 parameters bound and planned per statement: 0.6 s of SQL at
+# 20k consumers instead of 0.2 s).
+_IN_BATCH = ConnectionRow.consumer_id.between(bindparam("low"), bindparam("high"))
+
+
+# Per consumer: its connections, and whether one is ACTIVE (derived.consumer_is_active).
+_CONNECTION_COUNTS = (
+    select(
+        ConnectionRow.consumer_id,
+        func.count(),
+        func.max(case((derived.connection_is_active(), 1), else_=0)),
+    )
+    .where(_IN_BATCH)
+    .group_by(ConnectionRow.consumer_id)
+)
+
+# The failed connections (derived.connection_is_failed) in connection order, as the
+# GraphQL issue column (queries.consumer_issues) lists them.
+_FAILED_CONNECTIONS = (
+    select(ConnectionRow.consumer_id, ConnectorRow.name)
+    .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
+    .where(_IN_BATCH, derived.connection_is_failed())
+    .order_by(ConnectionRow.consumer_id, ConnectionRow.id)
+)
+
+
 async def consumers_by_connections(
     session: AsyncSession, f: ConsumerFilter, after_id: int, limit: int
 ) -> list[ConsumerExportRow]:
-    """The next `limit` consumers after `after_id`, with the "by connections" issue column."""
+    """The next `limit` consumers after `after_id`, with the "by connections" issue column.
+
+    Three statements per batch whatever its size: the page, its connections counted per
+    consumer, and its failed connections. Correlated subqueries per consumer (active, count,
+    failed names) cost 2.5x more SQL on PostgreSQL.
+    """
     connection = await session.connection()
-    result = await connection.execute(_consumer_page(f), {"after_id": after_id, "limit": limit})
+    page = (
+        await connection.execute(_consumer_page(f), {"after_id": after_id, "limit": limit})
+    ).all()
+    if not page:
+        return []
+    batch = {"low": page[0][0], "high": page[-1][0]}
+    counts = {
+        consumer_id: (int(count), bool(active))
+        for consumer_id, count, active in (
+            await connection.execute(_CONNECTION_COUNTS, batch)
+        ).all()
+    }
+    failed: dict[int, list[str]] = defaultdict(list)
+    for consumer_id, connector_name in (await connection.execute(_FAILED_CONNECTIONS, batch)).all():
+        failed[consumer_id].append(connector_name)
     nothing = Issue(IssueCode.NOTHING).message
+    messages: dict[str, str] = {}
     rows = []
-    for row_id, external_id, name, email, active, count, failed, created_at in result.all():
+    for row_id, external_id, name, email, created_at in page:
+        count, active = counts.get(row_id, (0, False))
         if not count:
             issue = nothing
-        elif failed:
+        elif row_id in failed:
             issue = ISSUE_SEPARATOR.join(
-                Issue(IssueCode.CONNECTION_FAILED, connector_name=n).message
-                for n in failed.split(_AGGREGATE_SEPARATOR)
+                messages.get(n) or messages.setdefault(n, _failed_message(n))
+                for n in failed[row_id]
             )
         else:
             issue = ""
         rows.append(
-            ConsumerExportRow(
-                row_id, external_id, name, email, bool(active), int(count), issue, created_at
-            )
+            ConsumerExportRow(row_id, external_id, name, email, active, count, issue, created_at)
         )
     return rows
+
+
+def _failed_message(connector_name: str) -> str:
+    return Issue(IssueCode.CONNECTION_FAILED, connector_name=connector_name).message
 
 
 @lru_cache(maxsize=64)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+from sqlalchemy import func, select
+
 from healthgraph.database import Database
 from store import derived, exports, queries
 from store.domain import (
@@ -17,8 +19,8 @@ from store.domain import (
     UsedFor,
     UseStatus,
 )
-from store.filters import SyncActivationFilter
-from store.models import step_bit
+from store.filters import ConsumerFilter, SyncActivationFilter
+from store.models import ConnectionRow, ConsumerRow, step_bit
 from tests.factories import GraphFactory
 
 
@@ -285,6 +287,75 @@ async def test_python_activation_state_agrees_with_the_sql_definition(db: Databa
     assert "Connection failed (Second Connector)" in {issue for _, _, issue in python.values()}
     assert "No connection: required connections are missing (First Connector)" in {
         issue for _, _, issue in python.values()
+    }
+
+
+async def test_csv_by_connections_batches_agree_with_the_sql_definitions(db: Database) -> None:
+    """`exports.consumers_by_connections` (grouped reads over a batch's id range) gives the
+    activity, connection count and issue column that `derived` gives per consumer, over
+    batches smaller than the data, whole and filtered (a filter leaves other consumers in the
+    range, which must not leak into the rows)."""
+    cases = list(itertools.product(_CONNECTION_CASES, _CONNECTION_CASES))
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        first = await graph.connector("first", "First Connector")
+        second = await graph.connector("second", "Second Connector")
+        consumer_ids = []
+        for index, (on_first, on_second) in enumerate(cases):
+            consumer = await graph.consumer(f"c{index:03}")
+            consumer_ids.append(consumer.id)
+            # Second first: connection order is not connector order.
+            for connector, case in ((second, on_second), (first, on_first)):
+                for n, (state, status) in enumerate(_CONNECTION_CASES[case]):
+                    await graph.connection(
+                        consumer,
+                        connector,
+                        state=state,
+                        status=status,
+                        name=f"{connector.slug} {n}",
+                    )
+
+    tenants = ConsumerFilter(consumer_ids=(consumer_ids[3], consumer_ids[30]))
+    whole: dict[int, tuple[bool, int, str]] = {}
+    for f in (ConsumerFilter(), ConsumerFilter(active=False), tenants):
+        async with db.sessions() as session:
+            batches, after = [], 0
+            while batch := await exports.consumers_by_connections(session, f, after, 7):
+                batches.append(batch)
+                after = batch[-1].id
+            exported = {
+                row.id: (row.active, row.connections, row.issue) for b in batches for row in b
+            }
+            ids = list(
+                await session.scalars(
+                    select(ConsumerRow.id)
+                    .where(*queries.consumer_conditions(f))
+                    .order_by(ConsumerRow.id)
+                )
+            )
+            active = await queries.consumers_active(session, ids)
+            issues = await queries.consumer_issues(session, ids)
+            counted = dict(
+                (
+                    await session.execute(
+                        select(ConnectionRow.consumer_id, func.count())
+                        .where(ConnectionRow.consumer_id.in_(ids))
+                        .group_by(ConnectionRow.consumer_id)
+                    )
+                ).all()
+            )
+        defined = {
+            i: (active[i], counted.get(i, 0), "; ".join(issue.message for issue in issues[i]))
+            for i in ids
+        }
+        assert list(exported) == ids
+        assert exported == defined
+        whole = whole or exported
+    # The cases reach every outcome, so the agreement means something.
+    assert {active for active, _, _ in whole.values()} == {True, False}
+    assert {"", "Nothing: no connection process was initiated"} <= {i for _, _, i in whole.values()}
+    assert "Connection failed (Second Connector); Connection failed (First Connector)" in {
+        issue for _, _, issue in whole.values()
     }
 
 
