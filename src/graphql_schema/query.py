@@ -93,7 +93,10 @@ class Query:
     @strawberry.field(description="The overview page: consumers, connections, connectors, syncs.")
     async def overview(self, info: Info) -> Overview:
         scope = info.context.viewer.consumers()
-        record = await info.context.read(lambda session: queries.overview(session, scope))
+        sessions = info.context.sessions
+        record = await info.context.read(
+            lambda session: queries.overview_on_pool(session, sessions, scope)
+        )
         return Overview.from_record(record)
 
     @strawberry.field(description="Consumers; `search` matches the name or the external id.")

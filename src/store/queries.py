@@ -6,14 +6,19 @@ Lists take a filter and a page; batch functions take a set of ids and answer in 
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Row, Select, and_, case, cast, func, null, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.pool import Pool, QueuePool
 
 from store import derived, domain, records
 from store.domain import (
@@ -43,6 +48,8 @@ from store.models import (
     step_bit,
 )
 from store.pagination import Page, PageRequest, page_of, paginate, paginate_rows
+
+T = TypeVar("T")
 
 # --- filtering helpers -------------------------------------------------------------------------
 
@@ -724,31 +731,167 @@ async def count_checks(session: AsyncSession, connection_id: int) -> int:
 
 
 # --- overview ---------------------------------------------------------------------------------
+#
+# Four independent statements. `overview` runs them one after another on one session;
+# `overview_concurrently` runs them at once, each on its own pooled connection, so the page
+# takes about as long as its slowest statement instead of their sum; `overview_on_pool` picks
+# one of the two so that concurrent overviews can never exhaust the pool.
+#
+# Both forms see the same thing: the request session reads under READ COMMITTED on PostgreSQL
+# (each statement takes its own snapshot) and pysqlite starts no transaction for a SELECT on
+# SQLite (each statement sees the latest commit), so four statements on one session were never
+# one snapshot either; figures written between them may disagree by that write in both forms.
+
+ConsumerScope = tuple[int, ...] | None
+# Per sync: the sync, and its activations counted per completion bitmask.
+SyncMasks = dict[int, tuple[domain.Sync, dict[int, int]]]
+
+# What `overview_concurrently` holds at most: the request's session and three of its own.
+OVERVIEW_CONNECTIONS = 4
 
 
-async def overview(
-    session: AsyncSession, consumer_ids: tuple[int, ...] | None = None
-) -> domain.Overview:
+@dataclass(frozen=True, slots=True)
+class _ConnectionFigures:
+    connectors: tuple[domain.ConnectorUsage, ...]
+    by_state: Mapping[ConnectionState, int]
+    by_status: Mapping[ConnectionStatus, int]
+
+
+async def overview(session: AsyncSession, consumer_ids: ConsumerScope = None) -> domain.Overview:
     """Every figure of the seeds' overview page in four statements, whatever the data size.
 
     `consumer_ids` restricts every figure to those consumers (tenant-scoped tokens).
     """
-    consumer_scope = _in(ConsumerRow.id, consumer_ids)
-    connection_scope = _in(ConnectionRow.consumer_id, consumer_ids)
-    activation_scope = _in(SyncActivationRow.consumer_id, consumer_ids)
+    return _overview(
+        await _consumer_counts(session, consumer_ids),
+        await _connection_figures(session, consumer_ids),
+        await _activations_per_mask(session, consumer_ids),
+        await _active_activations_per_sync(session, consumer_ids),
+    )
 
-    consumers_total, consumers_active = (
+
+async def overview_concurrently(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    consumer_ids: ConsumerScope = None,
+) -> domain.Overview:
+    """`overview` with its four statements at once: the slowest on `session`, the others on
+    short-lived sessions from `sessions`, each closed before this returns or raises (a task
+    group cancels the others when one fails or this is cancelled, and waits for them).
+
+    Unbounded: callers serving requests go through `overview_on_pool`.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            active = group.create_task(_active_activations_per_sync(session, consumer_ids))
+            counts = group.create_task(_on_own_session(sessions, _consumer_counts, consumer_ids))
+            connections = group.create_task(
+                _on_own_session(sessions, _connection_figures, consumer_ids)
+            )
+            masks = group.create_task(
+                _on_own_session(sessions, _activations_per_mask, consumer_ids)
+            )
+    except BaseExceptionGroup as failures:
+        # The first failure as itself, as the sequential form raises it: callers and error
+        # masking look at an exception's type, which a group would hide.
+        raise failures.exceptions[0] from None
+    return _overview(counts.result(), connections.result(), masks.result(), active.result())
+
+
+async def overview_on_pool(
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    consumer_ids: ConsumerScope = None,
+) -> domain.Overview:
+    """`overview_concurrently` if one of the pool's overview slots is free now, otherwise
+    `overview` on `session` alone.
+
+    Never waits for a slot: a request waiting for one would hold its own connection, which the
+    overviews holding the slots may need.
+    """
+    slots = _overview_slots(sessions)
+    if not slots.acquire(blocking=False):
+        return await overview(session, consumer_ids)
+    try:
+        return await overview_concurrently(session, sessions, consumer_ids)
+    finally:
+        slots.release()
+
+
+def overview_slots_for(pool: Pool) -> int:
+    """How many overviews may run concurrently on `pool`: all of them together can hold every
+    connection they need at once (slots x OVERVIEW_CONNECTIONS <= capacity), so none ever waits
+    for a connection another concurrent overview holds. Every other reader holds at most one
+    connection and needs no second one to release it, so no wait can close a cycle.
+
+    A pool with unbounded overflow counts as its kept size; a pool of any other kind (one
+    shared connection, or none kept) gets no slot.
+    """
+    if not isinstance(pool, QueuePool):
+        return 0
+    return (pool.size() + max(pool._max_overflow, 0)) // OVERVIEW_CONNECTIONS
+
+
+_slots_per_pool: weakref.WeakKeyDictionary[Pool, threading.BoundedSemaphore] = (
+    weakref.WeakKeyDictionary()
+)
+_slots_per_pool_lock = threading.Lock()
+
+
+def _overview_slots(sessions: async_sessionmaker[AsyncSession]) -> threading.BoundedSemaphore:
+    # Per pool, not per engine: `engine.dispose()` replaces the pool. A threading semaphore
+    # because a non-blocking acquire is all this needs, and it is not tied to one event loop.
+    pool = sessions.kw["bind"].sync_engine.pool
+    with _slots_per_pool_lock:
+        slots = _slots_per_pool.get(pool)
+        if slots is None:
+            slots = _slots_per_pool[pool] = threading.BoundedSemaphore(overview_slots_for(pool))
+        return slots
+
+
+async def _on_own_session(
+    sessions: async_sessionmaker[AsyncSession],
+    part: Callable[[AsyncSession, ConsumerScope], Awaitable[T]],
+    consumer_ids: ConsumerScope,
+) -> T:
+    async with sessions() as session:
+        return await part(session, consumer_ids)
+
+
+async def _consumer_counts(session: AsyncSession, consumer_ids: ConsumerScope) -> tuple[int, int]:
+    """(all consumers, active consumers)."""
+    total, active = (
         await session.execute(
             select(
                 select(func.count())
                 .select_from(ConsumerRow)
-                .where(*consumer_scope)
+                .where(*_in(ConsumerRow.id, consumer_ids))
                 .scalar_subquery(),
-                _active_consumer_count(connection_scope),
+                _active_consumer_count(_in(ConnectionRow.consumer_id, consumer_ids)),
             )
         )
     ).one()
+    return int(total), int(active)
 
+
+def _active_consumer_count(connection_scope: list[ColumnElement[bool]]) -> Any:
+    """How many consumers `derived.consumer_is_active` holds for, counted from the connections.
+
+    Equal because every connection has its consumer (a foreign key): one distinct count over
+    the (state, consumer_id) index instead of an EXISTS probe per consumer (3x faster on
+    SQLite at 20k consumers, 2.5x on PostgreSQL). tests/store/test_queries.py holds the two
+    equal.
+    """
+    return (
+        select(func.count(ConnectionRow.consumer_id.distinct()))
+        .where(derived.connection_is_active(), *connection_scope)
+        .scalar_subquery()
+    )
+
+
+async def _connection_figures(
+    session: AsyncSession, consumer_ids: ConsumerScope
+) -> _ConnectionFigures:
     # Counted per (connector, state, status) from the index of those three columns alone,
     # pivoted here into the per-connector, per-state and per-status figures.
     per_group = (
@@ -758,7 +901,7 @@ async def overview(
             ConnectionRow.status,
             func.count().label("count"),
         )
-        .where(*connection_scope)
+        .where(*_in(ConnectionRow.consumer_id, consumer_ids))
         .group_by(ConnectionRow.connector_id, ConnectionRow.state, ConnectionRow.status)
         .subquery()
     )
@@ -789,16 +932,18 @@ async def overview(
         )
         for connector, states in connector_states.values()
     )
+    return _ConnectionFigures(connectors, by_state, by_status)
 
-    # Activations and the step funnel from the completion bitmask: one row per (sync, mask),
-    # read from the (sync_id, completed_steps, consumer_id) index alone.
+
+async def _activations_per_mask(session: AsyncSession, consumer_ids: ConsumerScope) -> SyncMasks:
+    # One row per (sync, mask), read from the (sync_id, completed_steps, consumer_id) index alone.
     per_mask = (
         select(
             SyncActivationRow.sync_id,
             SyncActivationRow.completed_steps,
             func.count().label("count"),
         )
-        .where(*activation_scope)
+        .where(*_in(SyncActivationRow.consumer_id, consumer_ids))
         .group_by(SyncActivationRow.sync_id, SyncActivationRow.completed_steps)
         .subquery()
     )
@@ -807,58 +952,57 @@ async def overview(
         .outerjoin(per_mask, per_mask.c.sync_id == SyncRow.id)
         .order_by(SyncRow.name, SyncRow.id)
     )
-    sync_masks: dict[int, tuple[domain.Sync, dict[int, int]]] = {}
+    sync_masks: SyncMasks = {}
     for sync_row, mask, count in sync_rows:
         _, masks = sync_masks.setdefault(sync_row.id, (records.sync(sync_row), {}))
         if mask is not None:
             masks[int(mask)] = int(count)
-    # Active ones apart: the requirement check runs only for activations with every step done.
-    active_per_sync: dict[int, int] = defaultdict(int)
-    active_rows = await session.execute(
+    return sync_masks
+
+
+async def _active_activations_per_sync(
+    session: AsyncSession, consumer_ids: ConsumerScope
+) -> dict[int, int]:
+    # Apart from the masks: the requirement check runs only for activations with every step done.
+    rows = await session.execute(
         select(SyncActivationRow.sync_id, func.count())
-        .where(derived.activation_is_active(), *activation_scope)
+        .where(derived.activation_is_active(), *_in(SyncActivationRow.consumer_id, consumer_ids))
         .group_by(SyncActivationRow.sync_id)
     )
-    active_per_sync.update({sync_id: int(count) for sync_id, count in active_rows})
+    return {sync_id: int(count) for sync_id, count in rows}
 
+
+def _overview(
+    consumer_counts: tuple[int, int],
+    connections: _ConnectionFigures,
+    sync_masks: SyncMasks,
+    active_per_sync: Mapping[int, int],
+) -> domain.Overview:
+    consumers, active_consumers = consumer_counts
+    by_state, by_status = connections.by_state, connections.by_status
     syncs = tuple(
         domain.SyncUsage(
             sync=sync,
             activations=sum(masks.values()),
-            active_activations=active_per_sync[sync.id],
+            active_activations=active_per_sync.get(sync.id, 0),
             step_funnel=tuple(_funnel_entry(step, masks) for step in domain.SYNC_STEPS),
         )
         for sync, masks in sync_masks.values()
     )
     return domain.Overview(
-        consumers=int(consumers_total),
-        active_consumers=int(consumers_active),
-        active_connections=by_state[ConnectionState.ACTIVE],
-        pending_connections=by_state[ConnectionState.PENDING],
-        failed_connections=by_state[ConnectionState.FAILED],
-        disabled_connections=by_state[ConnectionState.DISABLED],
+        consumers=consumers,
+        active_consumers=active_consumers,
+        active_connections=by_state.get(ConnectionState.ACTIVE, 0),
+        pending_connections=by_state.get(ConnectionState.PENDING, 0),
+        failed_connections=by_state.get(ConnectionState.FAILED, 0),
+        disabled_connections=by_state.get(ConnectionState.DISABLED, 0),
         connections_by_status=domain.StatusCounts(
-            connected=by_status[ConnectionStatus.CONNECTED],
-            connection_failure=by_status[ConnectionStatus.CONNECTION_FAILURE],
-            unknown=by_status[ConnectionStatus.UNKNOWN],
+            connected=by_status.get(ConnectionStatus.CONNECTED, 0),
+            connection_failure=by_status.get(ConnectionStatus.CONNECTION_FAILURE, 0),
+            unknown=by_status.get(ConnectionStatus.UNKNOWN, 0),
         ),
-        connectors=connectors,
+        connectors=connections.connectors,
         syncs=syncs,
-    )
-
-
-def _active_consumer_count(connection_scope: list[ColumnElement[bool]]) -> Any:
-    """How many consumers `derived.consumer_is_active` holds for, counted from the connections.
-
-    Equal because every connection has its consumer (a foreign key): one distinct count over
-    the (state, consumer_id) index instead of an EXISTS probe per consumer (3x faster on
-    SQLite at 20k consumers, 2.5x on PostgreSQL). tests/store/test_queries.py holds the two
-    equal.
-    """
-    return (
-        select(func.count(ConnectionRow.consumer_id.distinct()))
-        .where(derived.connection_is_active(), *connection_scope)
-        .scalar_subquery()
     )
 
 
