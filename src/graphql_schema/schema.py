@@ -21,7 +21,7 @@ from strawberry.extensions import (
 
 from graphql_schema.context import GraphQLContext
 from graphql_schema.errors import is_client_error
-from graphql_schema.execution import PlainFieldExecutor
+from graphql_schema.execution import InliningExecutor
 from graphql_schema.mutation import Mutation
 from graphql_schema.page_size import PageSizeRule
 from graphql_schema.query import Query
@@ -72,7 +72,7 @@ def build_schema(*, introspection: bool = True) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        execution_context_class=PlainFieldExecutor,
+        execution_context_class=InliningExecutor,
     )
 
 

@@ -17,7 +17,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graphql_schema import execution
 from graphql_schema.context import GraphQLContext, Viewer
-from graphql_schema.execution import PlainFieldExecutor, plain_fields_of
+from graphql_schema.execution import InliningExecutor, PlainField, ResolverField, fields_of
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
 from store.domain import ConnectionState, ConnectionStatus, UseStatus
@@ -26,10 +26,22 @@ from tests.factories import GraphFactory
 QUERIES = Path(__file__).parents[2] / "docs" / "queries"
 
 
-def test_the_plain_fields_of_a_connection_are_its_attribute_scalars_and_enums() -> None:
+def test_a_connection_s_fields_by_how_they_are_executed() -> None:
     schema = build_schema()
-    plain = plain_fields_of(schema._schema, schema._schema.type_map["Connection"])  # type: ignore[arg-type]
-    assert sorted(plain) == [
+    fields = fields_of(schema._schema, schema._schema.type_map["Connection"])  # type: ignore[arg-type]
+    assert sorted(name for name, field in fields.items() if type(field) is ResolverField) == [
+        "checks",
+        "connector",
+        "consumer",
+        "health",
+        "heartbeat",
+        "instanceHealth",
+        "uptime",
+        "usedFor",
+        "usedForSummary",
+        "uses",
+    ]
+    assert sorted(name for name, field in fields.items() if type(field) is PlainField) == [
         "checkIntervalSeconds",
         "consecutiveFailures",
         "direction",
@@ -65,7 +77,7 @@ def inline_completions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def _graphql_core_schema() -> strawberry.Schema:
     """The same schema with strawberry's stock execution context."""
     schema = build_schema()
-    assert schema.execution_context_class is PlainFieldExecutor
+    assert schema.execution_context_class is InliningExecutor
     schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
     return schema
 
@@ -170,7 +182,7 @@ async def _execute(
 async def test_bad_plain_values_fail_as_graphql_core_fails_them(
     inline_completions: list[Any],
 ) -> None:
-    inline = await _execute(PlainFieldExecutor)
+    inline = await _execute(InliningExecutor)
     # The three bad values and the awaitable are handed back to graphql-core; a bad non-null
     # value ends its object, so 18 of the 25 fields are reached.
     assert sum(value is Undefined for value in inline_completions) == 4
@@ -219,7 +231,7 @@ async def _upper_later(value: Awaitable[Any]) -> Any:
 
 
 async def test_middleware_still_sees_plain_fields(inline_completions: list[Any]) -> None:
-    inline = await _execute(PlainFieldExecutor, [_Upper])
+    inline = await _execute(InliningExecutor, [_Upper])
     assert inline_completions == []  # a resolve() extension wraps every field: none inline
     assert inline == await _execute(StrawberryGraphQLCoreExecutionContext, [_Upper])
     data, _ = inline
@@ -231,3 +243,104 @@ async def test_middleware_still_sees_plain_fields(inline_completions: list[Any])
         "awaited": "X",
     }
     assert data["things"][4]["awaited"] == "AWAITED"
+
+
+@strawberry.input
+class Options:
+    times: int = 1
+
+
+@strawberry.type
+class Box:
+    label: str
+
+    @strawberry.field
+    def greet(
+        self, info: strawberry.Info, prefix: str = "hi", options: Options | None = None
+    ) -> str:
+        times = options.times if options else 0
+        return f"{prefix} {self.label} at {info.path.key} x{times}"
+
+    @strawberry.field
+    async def later(self, suffix: str) -> str:
+        await asyncio.sleep(0)
+        return self.label + suffix
+
+    @strawberry.field
+    @staticmethod
+    def via_root(root: Box) -> str:
+        return root.label.upper()
+
+    @strawberry.field
+    def fails(self) -> str:
+        raise ValueError(f"box {self.label} refuses")
+
+
+@strawberry.type
+class BoxQuery:
+    @strawberry.field
+    def boxes(self) -> list[Box | None]:
+        return [Box(label="p"), Box(label="q")]
+
+
+BOX_DOCUMENT = """
+  query($prefix: String!, $times: Int!) {
+    boxes {
+      a: greet(prefix: "yo")
+      b: greet(options: {times: $times})
+      c: greet(prefix: $prefix)
+      later(suffix: "!")
+      viaRoot
+    }
+    failing: boxes { label fails }
+  }
+"""
+
+
+async def _execute_boxes(
+    executor: type[StrawberryGraphQLCoreExecutionContext], variables: dict[str, Any]
+) -> tuple[Any, list[Any]]:
+    schema = strawberry.Schema(query=BoxQuery, execution_context_class=executor)
+    result = await schema.execute(BOX_DOCUMENT, variable_values=variables)
+    return result.data, [error.formatted for error in result.errors or []]
+
+
+async def test_resolvers_called_directly_answer_as_strawberry_calls_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    call = InliningExecutor._call_resolver
+
+    def counting(self: InliningExecutor, field: ResolverField, *args: Any) -> Any:
+        calls.append(field.definition.python_name)
+        return call(self, field, *args)
+
+    monkeypatch.setattr(InliningExecutor, "_call_resolver", counting)
+    variables = {"prefix": "hey", "times": 3}
+    inline = await _execute_boxes(InliningExecutor, variables)
+    assert sorted(set(calls)) == ["boxes", "fails", "greet", "later", "via_root"]
+    assert inline == await _execute_boxes(StrawberryGraphQLCoreExecutionContext, variables)
+    data, errors = inline
+    assert data == {
+        "boxes": [
+            {
+                "a": "yo p at a x0",
+                "b": "hi p at b x3",
+                "c": "hey p at c x0",
+                "later": "p!",
+                "viaRoot": "P",
+            },
+            {
+                "a": "yo q at a x0",
+                "b": "hi q at b x3",
+                "c": "hey q at c x0",
+                "later": "q!",
+                "viaRoot": "Q",
+            },
+        ],
+        "failing": [None, None],
+    }
+    assert [(error["path"], error["message"]) for error in errors] == [
+        (["failing", 0, "fails"], "box p refuses"),
+        (["failing", 1, "fails"], "box q refuses"),
+    ]
