@@ -8,8 +8,6 @@ import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
-from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -19,22 +17,12 @@ from graphql_schema.context import Viewer
 from healthgraph.database import Database
 from store import exports, queries
 from store.domain import IssueCode
+from store.exports import CONSUMER_COLUMNS, SYNC_COLUMNS, Cells, ExportBatch
 from store.filters import ConsumerFilter, SyncActivationFilter
 
+__all__ = ["BATCH_SIZE", "CONSUMER_COLUMNS", "SYNC_COLUMNS", "consumers_csv"]
+
 BATCH_SIZE = 2000
-CONSUMER_COLUMNS = ("consumer_id", "name", "email", "active", "connections", "issue", "created_at")
-SYNC_COLUMNS = (
-    "consumer_id",
-    "name",
-    "sync",
-    "active",
-    "connection_step",
-    "mapping_step",
-    "configuration_step",
-    "issue_code",
-    "issue",
-    "updated_at",
-)
 _PARAMETERS = {"view", "active", "connector", "issue", "search", "sync"}
 
 
@@ -68,28 +56,11 @@ def _issues(request: Request, allowed: Sequence[IssueCode]) -> tuple[IssueCode, 
     return tuple(IssueCode(v) for v in values) or None
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return "" if value is None else value
-
-
-def _line(values: Sequence[Any]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow([_cell(value) for value in values])
-    return buffer.getvalue().encode()
-
-
-def _lines(rows: Iterable[Sequence[Any]]) -> bytes:
+def _lines(rows: Iterable[Cells]) -> bytes:
     """Many rows as one chunk: one writer per batch (a writer per row cost more than the SQL)."""
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
     return buffer.getvalue().encode()
-
-
-_BOOL = ("false", "true")
 
 
 async def consumers_csv(request: Request) -> Response:
@@ -156,32 +127,26 @@ async def consumers_csv(request: Request) -> Response:
     )
 
 
-class _Batch(Protocol):
-    @property
-    def id(self) -> int: ...
+Fetch = Callable[[AsyncSession, int, int], Awaitable[ExportBatch | None]]
 
 
-B = TypeVar("B", bound=_Batch)
-
-
-async def _batches(
-    database: Database,
-    fetch: Callable[[AsyncSession, int, int], Awaitable[list[B]]],
-) -> AsyncIterator[list[B]]:
+async def _batches(database: Database, fetch: Fetch) -> AsyncIterator[list[Cells]]:
     """Every batch in order, the next one read while the caller writes out the current one:
     the database (SQLite's thread, PostgreSQL's process) works while Python formats."""
 
-    async def read(after: int) -> list[B]:
+    async def read(after: int) -> ExportBatch | None:
         async with database.sessions() as session:
             return await fetch(session, after, BATCH_SIZE)
 
-    pending: asyncio.Task[list[B]] | None = asyncio.create_task(read(0))
+    pending: asyncio.Task[ExportBatch | None] | None = asyncio.create_task(read(0))
     try:
         while pending is not None:
-            rows = await pending
-            full = len(rows) == BATCH_SIZE
-            pending = asyncio.create_task(read(rows[-1].id)) if full else None
-            yield rows
+            batch = await pending
+            if batch is None:
+                break
+            full = len(batch.rows) == BATCH_SIZE
+            pending = asyncio.create_task(read(batch.last_id)) if full else None
+            yield batch.rows
     finally:
         if pending is not None:  # the client went away mid-stream: stop reading ahead
             pending.cancel()
@@ -189,44 +154,25 @@ async def _batches(
                 await pending
 
 
-async def _stream_consumers(database: Database, f: ConsumerFilter) -> AsyncIterator[bytes]:
-    yield _line(CONSUMER_COLUMNS)
-    async for rows in _batches(
+async def _stream(
+    database: Database, header: tuple[str, ...], fetch: Fetch
+) -> AsyncIterator[bytes]:
+    yield _lines((header,))
+    async for rows in _batches(database, fetch):
+        yield _lines(rows)
+
+
+def _stream_consumers(database: Database, f: ConsumerFilter) -> AsyncIterator[bytes]:
+    return _stream(
         database,
+        CONSUMER_COLUMNS,
         lambda session, after, limit: exports.consumers_by_connections(session, f, after, limit),
-    ):
-        yield _lines(
-            (
-                r.external_id,
-                r.name,
-                r.email,  # None is written as an empty cell
-                _BOOL[r.active],
-                r.connections,
-                r.issue,
-                r.created_at.isoformat(),
-            )
-            for r in rows
-        )
+    )
 
 
-async def _stream_activations(database: Database, f: SyncActivationFilter) -> AsyncIterator[bytes]:
-    yield _line(SYNC_COLUMNS)
-    async for rows in _batches(
+def _stream_activations(database: Database, f: SyncActivationFilter) -> AsyncIterator[bytes]:
+    return _stream(
         database,
+        SYNC_COLUMNS,
         lambda session, after, limit: exports.consumers_by_syncs(session, f, after, limit),
-    ):
-        yield _lines(
-            (
-                r.consumer_external_id,
-                r.consumer_name,
-                r.sync_name,
-                _BOOL[r.active],
-                _BOOL[r.connection_step],
-                _BOOL[r.mapping_step],
-                _BOOL[r.configuration_step],
-                r.issue_code,
-                r.issue,
-                r.updated_at.isoformat(),
-            )
-            for r in rows
-        )
+    )

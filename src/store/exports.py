@@ -1,15 +1,23 @@
 """Rows for the consumers CSV, a constant number of statements per batch with the issue column
-computed from grouped reads, so an export of 100k consumers streams in flat memory."""
+computed from grouped reads, so an export of 100k consumers streams in flat memory.
+
+Each row comes as its CSV cells (booleans as "true"/"false", timestamps as `isoformat()`
+writes them, None for an empty cell): the per-row work of the export is its cost, so nothing
+is built twice per row."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Select, bindparam, case, func, select
+from sqlalchemy import Select, String, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from store import derived
 from store.domain import Issue, IssueCode, SyncStep
@@ -27,36 +35,65 @@ from store.queries import consumer_conditions, sync_activation_conditions
 
 ISSUE_SEPARATOR = "; "
 
+CONSUMER_COLUMNS = ("consumer_id", "name", "email", "active", "connections", "issue", "created_at")
+SYNC_COLUMNS = (
+    "consumer_id",
+    "name",
+    "sync",
+    "active",
+    "connection_step",
+    "mapping_step",
+    "configuration_step",
+    "issue_code",
+    "issue",
+    "updated_at",
+)
+
+Cells = tuple[str | int | None, ...]
+
 
 @dataclass(frozen=True, slots=True)
-class ConsumerExportRow:
-    id: int
-    external_id: str
-    name: str
-    email: str | None
-    active: bool
-    connections: int
-    issue: str
-    created_at: datetime
+class ExportBatch:
+    """One batch of CSV rows; `last_id` is where the next batch starts after."""
+
+    last_id: int
+    rows: list[Cells]
 
 
-@dataclass(frozen=True, slots=True)
-class ActivationExportRow:
-    id: int
-    consumer_external_id: str
-    consumer_name: str
-    sync_name: str
-    active: bool
-    connection_step: bool
-    mapping_step: bool
-    configuration_step: bool
-    issue_code: str
-    issue: str
-    updated_at: datetime
+_BOOL = ("false", "true")
+
+
+class _isoformat_utc(FunctionElement[str]):
+    """A UTC timestamp column as `datetime.isoformat()` writes the aware value
+    ("2024-05-06T07:08:09.123456+00:00", the microseconds only when not zero), in SQL: parsing
+    it into a datetime, setting its zone and formatting it again cost more per row than the
+    rest of the row together."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_isoformat_utc, "sqlite")
+def _isoformat_sqlite(element: _isoformat_utc, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite keeps the naive UTC text UTCDateTime writes, always with six microsecond digits.
+    column = compiler.process(element.clauses, **kw)
+    return (
+        f"substr({column}, 1, 10) || 'T' || replace(substr({column}, 12), '.000000', '') "
+        "|| '+00:00'"
+    )
+
+
+@compiles(_isoformat_utc, "postgresql")
+def _isoformat_postgresql(element: _isoformat_utc, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.clauses, **kw)
+    return (
+        f"replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), "
+        "'.000000', '') || '+00:00'"
+    )
 
 
 @lru_cache(maxsize=64)
-def _consumer_page(f: ConsumerFilter) -> Select[int, str, str, str | None, datetime]:
+def _consumer_page(f: ConsumerFilter) -> Select[int, str, str, str | None, str]:
     """Built once per filter (building it cost more than running it); `after_id`/`limit` bound."""
     return (
         select(
@@ -64,7 +101,7 @@ def _consumer_page(f: ConsumerFilter) -> Select[int, str, str, str | None, datet
             ConsumerRow.external_id,
             ConsumerRow.name,
             ConsumerRow.email,
-            ConsumerRow.created_at,
+            _isoformat_utc(ConsumerRow.created_at),
         )
         .where(ConsumerRow.id > bindparam("after_id"), *consumer_conditions(f))
         .order_by(ConsumerRow.id)
@@ -103,8 +140,9 @@ _FAILED_CONNECTIONS = (
 
 async def consumers_by_connections(
     session: AsyncSession, f: ConsumerFilter, after_id: int, limit: int
-) -> list[ConsumerExportRow]:
-    """The next `limit` consumers after `after_id`, with the "by connections" issue column.
+) -> ExportBatch | None:
+    """The next `limit` consumers after `after_id` as CONSUMER_COLUMNS cells, with the "by
+    connections" issue column; None after the last one.
 
     Three statements per batch whatever its size: the page, its connections counted per
     consumer, and its failed connections. Correlated subqueries per consumer (active, count,
@@ -115,10 +153,10 @@ async def consumers_by_connections(
         await connection.execute(_consumer_page(f), {"after_id": after_id, "limit": limit})
     ).all()
     if not page:
-        return []
+        return None
     batch = {"low": page[0][0], "high": page[-1][0]}
     counts = {
-        consumer_id: (int(count), bool(active))
+        consumer_id: (count, _BOOL[active])
         for consumer_id, count, active in (
             await connection.execute(_CONNECTION_COUNTS, batch)
         ).all()
@@ -126,13 +164,15 @@ async def consumers_by_connections(
     failed: dict[int, list[str]] = defaultdict(list)
     for consumer_id, connector_name in (await connection.execute(_FAILED_CONNECTIONS, batch)).all():
         failed[consumer_id].append(connector_name)
-    nothing = Issue(IssueCode.NOTHING).message
+    nothing = (0, _BOOL[False])
+    nothing_issue = Issue(IssueCode.NOTHING).message
     messages: dict[str, str] = {}
-    rows = []
+    rows: list[Cells] = []
+    append = rows.append
     for row_id, external_id, name, email, created_at in page:
-        count, active = counts.get(row_id, (0, False))
+        count, active = counts.get(row_id, nothing)
         if not count:
-            issue = nothing
+            issue = nothing_issue
         elif row_id in failed:
             issue = ISSUE_SEPARATOR.join(
                 messages.get(n) or messages.setdefault(n, _failed_message(n))
@@ -140,10 +180,8 @@ async def consumers_by_connections(
             )
         else:
             issue = ""
-        rows.append(
-            ConsumerExportRow(row_id, external_id, name, email, active, count, issue, created_at)
-        )
-    return rows
+        append((external_id, name, email, active, count, issue, created_at))
+    return ExportBatch(page[-1][0], rows)
 
 
 def _failed_message(connector_name: str) -> str:
@@ -153,21 +191,24 @@ def _failed_message(connector_name: str) -> str:
 @lru_cache(maxsize=64)
 def _activation_page(
     f: SyncActivationFilter,
-) -> Select[int, int, int, int, datetime, str, str, str]:
+) -> Select[int, int, int, int, str, str, str, str]:
     """Built once per filter (building it cost more than running it); `after_id`/`limit` bound."""
+    # Aliases: the filter's subqueries over consumers and syncs would otherwise correlate to
+    # these joins and lose their FROM (search and issue filters failed so).
+    consumer, sync = aliased(ConsumerRow), aliased(SyncRow)
     return (
         select(
             SyncActivationRow.id,
             SyncActivationRow.consumer_id,
             SyncActivationRow.sync_id,
             SyncActivationRow.completed_steps,
-            SyncActivationRow.updated_at,
-            ConsumerRow.external_id,
-            ConsumerRow.name,
-            SyncRow.name,
+            _isoformat_utc(SyncActivationRow.updated_at),
+            consumer.external_id,
+            consumer.name,
+            sync.name,
         )
-        .join(ConsumerRow, ConsumerRow.id == SyncActivationRow.consumer_id)
-        .join(SyncRow, SyncRow.id == SyncActivationRow.sync_id)
+        .join(consumer, consumer.id == SyncActivationRow.consumer_id)
+        .join(sync, sync.id == SyncActivationRow.sync_id)
         .where(SyncActivationRow.id > bindparam("after_id"), *sync_activation_conditions(f))
         .order_by(SyncActivationRow.id)
         .limit(bindparam("limit"))
@@ -210,15 +251,20 @@ _FLAGS = {
     for active in (False, True)
 }
 
-_CONNECTION_BIT = step_bit(SyncStep.CONNECTION)
-_MAPPING_BIT = step_bit(SyncStep.MAPPING)
-_CONFIGURATION_BIT = step_bit(SyncStep.CONFIGURATION)
+
+def _step_cells(completed_steps: int) -> tuple[str, str, str]:
+    return (
+        _BOOL[bool(completed_steps & step_bit(SyncStep.CONNECTION))],
+        _BOOL[bool(completed_steps & step_bit(SyncStep.MAPPING))],
+        _BOOL[bool(completed_steps & step_bit(SyncStep.CONFIGURATION))],
+    )
 
 
 async def consumers_by_syncs(
     session: AsyncSession, f: SyncActivationFilter, after_id: int, limit: int
-) -> list[ActivationExportRow]:
-    """The next `limit` sync activations after `after_id`, with the "by syncs" issue column.
+) -> ExportBatch | None:
+    """The next `limit` sync activations after `after_id` as SYNC_COLUMNS cells, with the
+    "by syncs" issue column; None after the last one.
 
     Three statements per batch whatever its size: the page, the syncs' requirements, and the
     consumers' connections grouped into flags per connector; `derived.activation_state` then
@@ -230,7 +276,7 @@ async def consumers_by_syncs(
         await connection.execute(_activation_page(f), {"after_id": after_id, "limit": limit})
     ).all()
     if not page:
-        return []
+        return None
     required: dict[int, list[int]] = defaultdict(list)
     connector_names: dict[int, str] = {}
     requirements = await connection.execute(
@@ -254,10 +300,12 @@ async def consumers_by_syncs(
         # .all(): one fetch for the batch; iterating the result fetches row by row.
         for consumer_id, connector_id, healthy, failed, active in flags.all():
             health[consumer_id][connector_id] = _FLAGS[bool(healthy), bool(failed), bool(active)]
-    messages: dict[tuple[IssueCode, int | None], str] = {}
-    rows = []
+    # The cells after the names depend on few values: made once per batch for each.
+    outcomes: dict[tuple[bool, IssueCode | None, int | None, int], Cells] = {}
+    rows: list[Cells] = []
+    append = rows.append
     for (
-        row_id,
+        _row_id,
         consumer_id,
         sync_id,
         completed,
@@ -266,27 +314,24 @@ async def consumers_by_syncs(
         consumer_name,
         sync_name,
     ) in page:
-        active, code, issue_connector = derived.activation_state(
-            required[sync_id], health[consumer_id], completed
-        )
-        if code is None:
-            issue = ""
-        elif (issue := messages.get((code, issue_connector), "")) == "":
-            name = connector_names.get(issue_connector) if issue_connector else None
-            issue = messages[(code, issue_connector)] = Issue(code, None, name).message
-        rows.append(
-            ActivationExportRow(
-                row_id,
-                external_id,
-                consumer_name,
-                sync_name,
-                active,
-                bool(completed & _CONNECTION_BIT),
-                bool(completed & _MAPPING_BIT),
-                bool(completed & _CONFIGURATION_BIT),
-                code.value if code else "",
-                issue,
-                updated_at,
-            )
-        )
-    return rows
+        state = derived.activation_state(required[sync_id], health[consumer_id], completed)
+        key = (*state, completed)
+        if (outcome := outcomes.get(key)) is None:
+            outcome = outcomes[key] = _outcome_cells(*state, completed, connector_names)
+        append((external_id, consumer_name, sync_name, *outcome, updated_at))
+    return ExportBatch(page[-1][0], rows)
+
+
+def _outcome_cells(
+    active: bool,
+    code: IssueCode | None,
+    issue_connector: int | None,
+    completed_steps: int,
+    connector_names: dict[int, str],
+) -> Cells:
+    """active, the three steps, issue_code and issue."""
+    if code is None:
+        return (_BOOL[active], *_step_cells(completed_steps), "", "")
+    name = connector_names.get(issue_connector) if issue_connector else None
+    issue = Issue(code, None, name).message
+    return (_BOOL[active], *_step_cells(completed_steps), code.value, issue)

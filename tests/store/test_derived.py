@@ -20,7 +20,7 @@ from store.domain import (
     UseStatus,
 )
 from store.filters import ConsumerFilter, SyncActivationFilter
-from store.models import ConnectionRow, ConsumerRow, step_bit
+from store.models import ConnectionRow, ConsumerRow, SyncActivationRow, step_bit
 from tests.factories import GraphFactory
 
 
@@ -267,9 +267,13 @@ async def test_python_activation_state_agrees_with_the_sql_definition(db: Databa
 
     async with db.sessions() as session:
         batch = await exports.consumers_by_syncs(session, SyncActivationFilter(), 0, 1000)
-        by_sql = await queries.sync_activations_state(session, [row.id for row in batch])
-    assert len(batch) == len(cases)
-    python = {row.id: (row.active, row.issue_code, row.issue) for row in batch}
+        ids = list(
+            await session.scalars(select(SyncActivationRow.id).order_by(SyncActivationRow.id))
+        )
+        by_sql = await queries.sync_activations_state(session, ids)
+    assert batch is not None and len(batch.rows) == len(cases) == len(ids)
+    # Cells: active, then issue_code and issue at SYNC_COLUMNS' places.
+    python = {i: (row[3] == "true", row[7], row[8]) for i, row in zip(ids, batch.rows, strict=True)}
     sql = {
         activation_id: (active, issue.code.value if issue else "", issue.message if issue else "")
         for activation_id, (active, issue) in by_sql.items()
@@ -316,23 +320,27 @@ async def test_csv_by_connections_batches_agree_with_the_sql_definitions(db: Dat
                     )
 
     tenants = ConsumerFilter(consumer_ids=(consumer_ids[3], consumer_ids[30]))
-    whole: dict[int, tuple[bool, int, str]] = {}
+    whole: dict[object, tuple[object, ...]] = {}
     for f in (ConsumerFilter(), ConsumerFilter(active=False), tenants):
         async with db.sessions() as session:
             batches, after = [], 0
             while batch := await exports.consumers_by_connections(session, f, after, 7):
                 batches.append(batch)
-                after = batch[-1].id
-            exported = {
-                row.id: (row.active, row.connections, row.issue) for b in batches for row in b
+                after = batch.last_id
+            # Cells by external id: active, connections and issue at CONSUMER_COLUMNS' places.
+            exported: dict[object, tuple[object, ...]] = {
+                row[0]: (row[3] == "true", row[4], row[5]) for b in batches for row in b.rows
             }
-            ids = list(
-                await session.scalars(
-                    select(ConsumerRow.id)
-                    .where(*queries.consumer_conditions(f))
-                    .order_by(ConsumerRow.id)
-                )
+            external_ids = dict(
+                (
+                    await session.execute(
+                        select(ConsumerRow.id, ConsumerRow.external_id)
+                        .where(*queries.consumer_conditions(f))
+                        .order_by(ConsumerRow.id)
+                    )
+                ).all()
             )
+            ids = list(external_ids)
             active = await queries.consumers_active(session, ids)
             issues = await queries.consumer_issues(session, ids)
             counted = dict(
@@ -345,10 +353,14 @@ async def test_csv_by_connections_batches_agree_with_the_sql_definitions(db: Dat
                 ).all()
             )
         defined = {
-            i: (active[i], counted.get(i, 0), "; ".join(issue.message for issue in issues[i]))
+            external_ids[i]: (
+                active[i],
+                counted.get(i, 0),
+                "; ".join(issue.message for issue in issues[i]),
+            )
             for i in ids
         }
-        assert list(exported) == ids
+        assert list(exported) == list(defined)
         assert exported == defined
         whole = whole or exported
     # The cases reach every outcome, so the agreement means something.
