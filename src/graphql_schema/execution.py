@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -163,6 +164,7 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         # Converted arguments per field group of the document, kept with the group (the key
         # is its id, as graphql-core memoizes sub-selections).
         self._arguments: dict[int, tuple[FieldDetailsList, dict[str, Any]]] = {}
+        self._fields: dict[GraphQLObjectType, dict[str, PlainField | ResolverField]] = {}
 
     def execute_fields(
         self,
@@ -176,7 +178,9 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        fields = fields_of(self.schema, parent_type)
+        fields = self._fields.get(parent_type)
+        if fields is None:
+            fields = self._fields[parent_type] = fields_of(self.schema, parent_type)
         is_awaitable = self.is_awaitable
         results: dict[str, Any] = {}
         awaitable_fields: list[str] = []
@@ -218,6 +222,32 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         if not awaitable_fields:
             return results
         return self._gather_fields(results, awaitable_fields)
+
+    def complete_value(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's, going straight to the sub-selection for a present value of an object
+        type (about 950 per page of connections); every other case is graphql-core's."""
+        object_type = get_nullable_type(return_type)
+        if (
+            isinstance(object_type, GraphQLObjectType)
+            and result is not None
+            and result is not Undefined
+            and not isinstance(result, Exception)
+            and (object_type.is_type_of is None or object_type.is_type_of(result, info) is True)
+        ):
+            return self.collect_and_execute_subfields(
+                object_type, field_details_list, path, result, position_context
+            )
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
 
     async def _gather_fields(
         self, results: dict[str, Any], awaitable_fields: list[str]
@@ -325,6 +355,10 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         return converted
 
 
+# The types of nearly every plain value: no need to ask whether they are awaitable.
+_NEVER_AWAITABLE = frozenset({str, int, float, bool, datetime})
+
+
 def _unwrapped(source: Any, info: Any) -> None:
     """A resolver to see whether the middleware wraps resolvers."""
 
@@ -337,7 +371,9 @@ def _complete_plain(plain: PlainField, source: Any, is_awaitable: Callable[[Any]
         return Undefined
     if value is None or value is Undefined:
         return Undefined if plain.non_null else None
-    if isinstance(value, Exception) or is_awaitable(value):
+    if type(value) not in _NEVER_AWAITABLE and (
+        isinstance(value, Exception) or is_awaitable(value)
+    ):
         return Undefined
     try:
         coerced = plain.leaf_type.coerce_output_value(value)

@@ -344,3 +344,41 @@ async def test_resolvers_called_directly_answer_as_strawberry_calls_them(
         (["failing", 0, "fails"], "box p refuses"),
         (["failing", 1, "fails"], "box q refuses"),
     ]
+
+
+@strawberry.interface
+class Named:
+    label: str
+
+
+@strawberry.type
+class Tag(Named):
+    colour: Colour
+
+
+@strawberry.type
+class TagQuery:
+    @strawberry.field
+    def tags(self) -> list[Tag | None]:
+        # The second is no Tag: its is_type_of refuses it.
+        return [
+            Tag(label="t", colour=Colour.RED),
+            Box(label="b"),
+            Tag(label="u", colour=Colour.RED),
+        ]  # type: ignore[list-item]
+
+
+async def test_an_object_of_the_wrong_type_fails_as_graphql_core_fails_it() -> None:
+    results = []
+    for executor in (InliningExecutor, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(query=TagQuery, execution_context_class=executor)
+        result = await schema.execute("{ tags { label colour } }")
+        results.append((result.data, [error.formatted for error in result.errors or []]))
+    assert results[0] == results[1]
+    data, errors = results[0]
+    assert data == {
+        "tags": [{"label": "t", "colour": "RED"}, None, {"label": "u", "colour": "RED"}]
+    }
+    assert [(error["path"], error["message"]) for error in errors] == [
+        (["tags", 1], "Expected value of type 'Tag' but got: <Box instance>.")
+    ]
