@@ -7,6 +7,7 @@ Lists take a filter and a page; batch functions take a set of ids and answer in 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import weakref
 from collections import defaultdict
@@ -15,10 +16,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, and_, case, cast, func, null, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    null,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.sql.expression import BindParameter, Executable
 
 from store import derived, domain, records
 from store.domain import (
@@ -858,20 +872,40 @@ async def _on_own_session(
         return await part(session, consumer_ids)
 
 
+# Each statement is built once per shape (whole, or scoped to the consumers bound at execution):
+# building them took more CPU than reading their results (~5 ms for the aliases of
+# `derived.activation_is_active`, ~4 ms for the per-connector pivot). SQL expressions are
+# immutable, so concurrent overviews share them safely.
+_CONSUMER_IDS: BindParameter[int] = bindparam("consumer_ids", expanding=True)
+
+
+def _scope(column: Any, scoped: bool) -> list[ColumnElement[bool]]:
+    return [column.in_(_CONSUMER_IDS)] if scoped else []
+
+
+async def _execute_scoped(
+    session: AsyncSession, statement: Callable[[bool], Executable], consumer_ids: ConsumerScope
+) -> Any:
+    if consumer_ids is None:
+        return await session.execute(statement(False))
+    return await session.execute(statement(True), {"consumer_ids": list(consumer_ids)})
+
+
 async def _consumer_counts(session: AsyncSession, consumer_ids: ConsumerScope) -> tuple[int, int]:
     """(all consumers, active consumers)."""
-    total, active = (
-        await session.execute(
-            select(
-                select(func.count())
-                .select_from(ConsumerRow)
-                .where(*_in(ConsumerRow.id, consumer_ids))
-                .scalar_subquery(),
-                _active_consumer_count(_in(ConnectionRow.consumer_id, consumer_ids)),
-            )
-        )
-    ).one()
+    total, active = (await _execute_scoped(session, _consumer_counts_statement, consumer_ids)).one()
     return int(total), int(active)
+
+
+@functools.cache
+def _consumer_counts_statement(scoped: bool) -> Select[Any]:
+    return select(
+        select(func.count())
+        .select_from(ConsumerRow)
+        .where(*_scope(ConsumerRow.id, scoped))
+        .scalar_subquery(),
+        _active_consumer_count(_scope(ConnectionRow.consumer_id, scoped)),
+    )
 
 
 def _active_consumer_count(connection_scope: list[ColumnElement[bool]]) -> Any:
@@ -889,11 +923,44 @@ def _active_consumer_count(connection_scope: list[ColumnElement[bool]]) -> Any:
     )
 
 
+_STATES = tuple(ConnectionState)
+_STATUSES = tuple(ConnectionStatus)
+
+
 async def _connection_figures(
     session: AsyncSession, consumer_ids: ConsumerScope
 ) -> _ConnectionFigures:
-    # Counted per (connector, state, status) from the index of those three columns alone,
-    # pivoted here into the per-connector, per-state and per-status figures.
+    rows = await _execute_scoped(session, _connection_figures_statement, consumer_ids)
+    by_state = dict.fromkeys(_STATES, 0)
+    by_status = dict.fromkeys(_STATUSES, 0)
+    connectors = []
+    for connector_row, *figures in rows:
+        counts = [int(n or 0) for n in figures]  # None: a connector without connections
+        states = dict(zip(_STATES, counts, strict=False))
+        for state, n in states.items():
+            by_state[state] += n
+        for status, n in zip(_STATUSES, counts[len(_STATES) :], strict=True):
+            by_status[status] += n
+        connectors.append(
+            domain.ConnectorUsage(
+                records.connector(connector_row),
+                states[ConnectionState.ACTIVE],
+                states[ConnectionState.PENDING],
+                states[ConnectionState.FAILED],
+            )
+        )
+    return _ConnectionFigures(tuple(connectors), by_state, by_status)
+
+
+@functools.cache
+def _connection_figures_statement(scoped: bool) -> Select[Any]:
+    """Each connector with its connections counted per state, then per status (DISABLED ones
+    left out of those).
+
+    Counted per (connector, state, status) from the index of those three columns alone, then
+    pivoted to one row per connector (a few hundred groups to 50 rows): a row loads a connector
+    and decodes its heartbeat JSON, which cost more than the pivot in SQL.
+    """
     per_group = (
         select(
             ConnectionRow.connector_id,
@@ -901,41 +968,44 @@ async def _connection_figures(
             ConnectionRow.status,
             func.count().label("count"),
         )
-        .where(*_in(ConnectionRow.consumer_id, consumer_ids))
+        .where(*_scope(ConnectionRow.consumer_id, scoped))
         .group_by(ConnectionRow.connector_id, ConnectionRow.state, ConnectionRow.status)
         .subquery()
     )
-    connector_rows = await session.execute(
-        select(ConnectorRow, per_group.c.state, per_group.c.status, per_group.c["count"])
-        .outerjoin(per_group, per_group.c.connector_id == ConnectorRow.id)
+    counted = per_group.c["count"]
+    enabled = per_group.c.state != ConnectionState.DISABLED
+    per_connector = (
+        select(
+            per_group.c.connector_id,
+            *(_sum_where(per_group.c.state == state, counted) for state in _STATES),
+            *(_sum_where(and_(enabled, per_group.c.status == s), counted) for s in _STATUSES),
+        )
+        .group_by(per_group.c.connector_id)
+        .subquery()
+    )
+    return (
+        select(ConnectorRow, *list(per_connector.c)[1:])
+        .outerjoin(per_connector, per_connector.c.connector_id == ConnectorRow.id)
         .order_by(ConnectorRow.name, ConnectorRow.id)
     )
-    by_state: dict[ConnectionState, int] = defaultdict(int)
-    by_status: dict[ConnectionStatus, int] = defaultdict(int)
-    connector_states: dict[int, tuple[domain.Connector, dict[ConnectionState, int]]] = {}
-    for connector_row, state, status, count in connector_rows:
-        _, states = connector_states.setdefault(
-            connector_row.id, (records.connector(connector_row), defaultdict(int))
-        )
-        if state is None:  # a connector without connections
-            continue
-        states[state] += int(count)
-        by_state[state] += int(count)
-        if state is not ConnectionState.DISABLED:
-            by_status[status] += int(count)
-    connectors = tuple(
-        domain.ConnectorUsage(
-            connector,
-            states[ConnectionState.ACTIVE],
-            states[ConnectionState.PENDING],
-            states[ConnectionState.FAILED],
-        )
-        for connector, states in connector_states.values()
-    )
-    return _ConnectionFigures(connectors, by_state, by_status)
+
+
+def _sum_where(condition: ColumnElement[bool], counted: Any) -> ColumnElement[int]:
+    return func.sum(case((condition, counted), else_=0))
 
 
 async def _activations_per_mask(session: AsyncSession, consumer_ids: ConsumerScope) -> SyncMasks:
+    rows = await _execute_scoped(session, _activations_per_mask_statement, consumer_ids)
+    sync_masks: SyncMasks = {}
+    for sync_row, mask, count in rows:
+        _, masks = sync_masks.setdefault(sync_row.id, (records.sync(sync_row), {}))
+        if mask is not None:
+            masks[int(mask)] = int(count)
+    return sync_masks
+
+
+@functools.cache
+def _activations_per_mask_statement(scoped: bool) -> Select[Any]:
     # One row per (sync, mask), read from the (sync_id, completed_steps, consumer_id) index alone.
     per_mask = (
         select(
@@ -943,33 +1013,32 @@ async def _activations_per_mask(session: AsyncSession, consumer_ids: ConsumerSco
             SyncActivationRow.completed_steps,
             func.count().label("count"),
         )
-        .where(*_in(SyncActivationRow.consumer_id, consumer_ids))
+        .where(*_scope(SyncActivationRow.consumer_id, scoped))
         .group_by(SyncActivationRow.sync_id, SyncActivationRow.completed_steps)
         .subquery()
     )
-    sync_rows = await session.execute(
+    return (
         select(SyncRow, per_mask.c.completed_steps, per_mask.c["count"])
         .outerjoin(per_mask, per_mask.c.sync_id == SyncRow.id)
         .order_by(SyncRow.name, SyncRow.id)
     )
-    sync_masks: SyncMasks = {}
-    for sync_row, mask, count in sync_rows:
-        _, masks = sync_masks.setdefault(sync_row.id, (records.sync(sync_row), {}))
-        if mask is not None:
-            masks[int(mask)] = int(count)
-    return sync_masks
 
 
 async def _active_activations_per_sync(
     session: AsyncSession, consumer_ids: ConsumerScope
 ) -> dict[int, int]:
+    rows = await _execute_scoped(session, _active_activations_statement, consumer_ids)
+    return {sync_id: int(count) for sync_id, count in rows}
+
+
+@functools.cache
+def _active_activations_statement(scoped: bool) -> Select[int, int]:
     # Apart from the masks: the requirement check runs only for activations with every step done.
-    rows = await session.execute(
+    return (
         select(SyncActivationRow.sync_id, func.count())
-        .where(derived.activation_is_active(), *_in(SyncActivationRow.consumer_id, consumer_ids))
+        .where(derived.activation_is_active(), *_scope(SyncActivationRow.consumer_id, scoped))
         .group_by(SyncActivationRow.sync_id)
     )
-    return {sync_id: int(count) for sync_id, count in rows}
 
 
 def _overview(
@@ -992,14 +1061,14 @@ def _overview(
     return domain.Overview(
         consumers=consumers,
         active_consumers=active_consumers,
-        active_connections=by_state.get(ConnectionState.ACTIVE, 0),
-        pending_connections=by_state.get(ConnectionState.PENDING, 0),
-        failed_connections=by_state.get(ConnectionState.FAILED, 0),
-        disabled_connections=by_state.get(ConnectionState.DISABLED, 0),
+        active_connections=by_state[ConnectionState.ACTIVE],
+        pending_connections=by_state[ConnectionState.PENDING],
+        failed_connections=by_state[ConnectionState.FAILED],
+        disabled_connections=by_state[ConnectionState.DISABLED],
         connections_by_status=domain.StatusCounts(
-            connected=by_status.get(ConnectionStatus.CONNECTED, 0),
-            connection_failure=by_status.get(ConnectionStatus.CONNECTION_FAILURE, 0),
-            unknown=by_status.get(ConnectionStatus.UNKNOWN, 0),
+            connected=by_status[ConnectionStatus.CONNECTED],
+            connection_failure=by_status[ConnectionStatus.CONNECTION_FAILURE],
+            unknown=by_status[ConnectionStatus.UNKNOWN],
         ),
         connectors=connections.connectors,
         syncs=syncs,
