@@ -23,6 +23,7 @@ from store.filters import ConsumerFilter, SyncActivationFilter
 __all__ = ["BATCH_SIZE", "CONSUMER_COLUMNS", "SYNC_COLUMNS", "consumers_csv"]
 
 BATCH_SIZE = 2000
+_SLICE = 200
 _PARAMETERS = {"view", "active", "connector", "issue", "search", "sync"}
 
 
@@ -159,7 +160,14 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     yield _lines((header,))
     async for rows in _batches(database, fetch):
-        yield _lines(rows)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        # In slices, handing the loop over between them: the next batch's statements go out
+        # to the database one by one as the previous one returns, not after the whole batch.
+        for start in range(0, len(rows), _SLICE):
+            await asyncio.sleep(0)
+            writer.writerows(rows[start : start + _SLICE])
+        yield buffer.getvalue().encode()
 
 
 def _stream_consumers(database: Database, f: ConsumerFilter) -> AsyncIterator[bytes]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, case, func, select
+from sqlalchemy import ColumnElement, Integer, Select, String, any_, bindparam, case, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
@@ -222,26 +223,42 @@ _REQUIREMENTS = (
     .order_by(SyncRequirementRow.sync_id, SyncRequirementRow.position, ConnectorRow.id)
 )
 
-_REQUIREMENT_HEALTH = (
-    select(
-        ConnectionRow.consumer_id, ConnectionRow.connector_id, *derived.requirement_health_flags()
-    )
-    # The range lets PostgreSQL scan its consumer index (a long IN list alone is a sequential
-    # scan). The required connectors are tested inside a CASE on purpose: SQLite, without
-    # statistics, takes a plain connector_id IN (...) to its connector index and reads every
-    # connection to those connectors (60 ms a batch); as a filter it keeps the consumer
-    # index and returns a third of the rows (20 -> 7 ms a batch).
-    .where(
-        ConnectionRow.consumer_id.between(bindparam("low"), bindparam("high")),
-        ConnectionRow.consumer_id.in_(bindparam("consumer_ids", expanding=True)),
-        case(
-            (ConnectionRow.connector_id.in_(bindparam("connector_ids", expanding=True)), 1),
-            else_=0,
+
+def _requirement_health(in_batch: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(
+            ConnectionRow.consumer_id,
+            ConnectionRow.connector_id,
+            *derived.requirement_health_flags(),
         )
-        == 1,
+        # The range lets PostgreSQL scan its consumer index (a long IN list alone is a
+        # sequential scan). The required connectors are tested inside a CASE on purpose:
+        # SQLite, without statistics, takes a plain connector_id IN (...) to its connector
+        # index and reads every connection to those connectors (60 ms a batch); as a filter it
+        # keeps the consumer index and returns a third of the rows (20 -> 7 ms a batch).
+        .where(
+            ConnectionRow.consumer_id.between(bindparam("low"), bindparam("high")),
+            in_batch,
+            case(
+                (ConnectionRow.connector_id.in_(bindparam("connector_ids", expanding=True)), 1),
+                else_=0,
+            )
+            == 1,
+        )
+        .group_by(ConnectionRow.consumer_id, ConnectionRow.connector_id)
     )
-    .group_by(ConnectionRow.consumer_id, ConnectionRow.connector_id)
-)
+
+
+# The batch's consumers: PostgreSQL takes them as one array; expanded into ~1000 parameters
+# they cost more to render, send and parse than the statement takes to run.
+_REQUIREMENT_HEALTH = {
+    "postgresql": _requirement_health(
+        ConnectionRow.consumer_id == any_(bindparam("consumer_ids", type_=ARRAY(Integer)))
+    ),
+    "sqlite": _requirement_health(
+        ConnectionRow.consumer_id.in_(bindparam("consumer_ids", expanding=True))
+    ),
+}
 
 # The eight possible flag sets, shared: a batch would otherwise allocate one per row.
 _FLAGS = {
@@ -289,7 +306,7 @@ async def consumers_by_syncs(
     if connector_names:
         consumer_ids = sorted({row[1] for row in page})
         flags = await connection.execute(
-            _REQUIREMENT_HEALTH,
+            _REQUIREMENT_HEALTH[connection.dialect.name],
             {
                 "low": consumer_ids[0],
                 "high": consumer_ids[-1],
