@@ -513,7 +513,9 @@ class StatementLog:
     """Every statement the engine sends, with its parameters and (cursor) duration."""
 
     entries: list[tuple[str, Any, float]] = field(default_factory=list)
-    _started: list[float] = field(default_factory=list)
+    # Start time and entry index by cursor: the overview's statements overlap on several
+    # connections, so they finish in any order.
+    _started: dict[int, tuple[float, int]] = field(default_factory=dict)
 
     def attach(self, engine: Any) -> None:
         event.listen(engine.sync_engine, "before_cursor_execute", self._before)
@@ -523,16 +525,17 @@ class StatementLog:
         event.remove(engine.sync_engine, "before_cursor_execute", self._before)
         event.remove(engine.sync_engine, "after_cursor_execute", self._after)
 
-    def _before(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        self._started.append(time.perf_counter())
+    def _before(self, _conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        self._started[id(cursor)] = (time.perf_counter(), len(self.entries))
         self.entries.append((statement, parameters, 0.0))
 
-    def _after(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        elapsed = (time.perf_counter() - self._started.pop()) * 1000
-        for index in range(len(self.entries) - 1, -1, -1):
-            if self.entries[index][0] is statement and self.entries[index][2] == 0.0:
-                self.entries[index] = (statement, parameters, elapsed)
-                break
+    def _after(self, _conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        started = self._started.pop(id(cursor), None)
+        if started is None:
+            return  # begun before take() cleared the log
+        at, index = started
+        if index < len(self.entries):
+            self.entries[index] = (statement, parameters, (time.perf_counter() - at) * 1000)
 
     def take(self) -> list[tuple[str, Any, float]]:
         """The statements so far; one that never finished (interrupted) has INTERRUPTED ms."""
@@ -844,7 +847,7 @@ def print_statement_profile(results: list[Measured]) -> None:
     print("\nper-statement time (median of 5 profiled runs; cursor execute incl. fetch):")
     for m in results:
         total = sum(t for _, _, t in m.profile if t != INTERRUPTED)
-        what = "before the time limit" if m.timed_out else "in SQL"
+        what = "before the time limit" if m.timed_out else "in SQL (summed: may overlap)"
         print(f"  {m.scenario.label}: {len(m.profile)} statements, {total:.1f} ms {what}")
         for sql, _, elapsed in sorted(m.profile, key=lambda e: -e[2])[:3]:
             print(f"    {_ms(elapsed):>11}  {_short_sql(sql)}")
