@@ -134,6 +134,15 @@ class ConnectionRow(Base):
         # consumer activity, the issue columns and sync activation. Without it SQLite, which
         # keeps no statistics, walks every ACTIVE connection per consumer (minutes at 100k).
         Index("ix_connections_consumer_state_connector", "consumer_id", "state", "connector_id"),
+        # A consumer's failed connections (the issue column, the CSV export) from the index
+        # alone: FAILED, or not DISABLED with status CONNECTION_FAILURE.
+        Index(
+            "ix_connections_consumer_state_status_connector",
+            "consumer_id",
+            "state",
+            "status",
+            "connector_id",
+        ),
         # The scheduler's scans: outbound ACTIVE/FAILED due for a probe, inbound ACTIVE past
         # its deadline. Equality on direction and state, then a range on the due time.
         Index("ix_connections_due", "direction", "state", "next_check_at"),
