@@ -38,8 +38,11 @@ typecheck: $(VENV)/.installed-dev
 prometheus-tools:
 	@scripts/install-prometheus-tools.sh
 
+# Two workers, each taking whole files (their fixtures and timing-sensitive tests stay
+# together): on a 2-core machine the suite went 14 min -> 7.5 min. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 unit: $(VENV)/.installed-dev prometheus-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit
 
