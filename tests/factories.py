@@ -125,3 +125,23 @@ class GraphFactory:
         )
         await self._add(row)
         return row
+
+
+async def seed_healthy_and_failed(session: AsyncSession, consumers: int = 4) -> None:
+    """Two connectors; consumer c<i> has a healthy connection to quickbooks with i healthy
+    hypersyncs and a FAILED one to drive with i failed cloud files."""
+    graph = GraphFactory(session)
+    quickbooks = await graph.connector("quickbooks")
+    drive = await graph.connector("drive", category="storage")
+    for index in range(consumers):
+        consumer = await graph.consumer(f"c{index}")
+        up = await graph.connection(consumer, quickbooks)
+        down = await graph.connection(
+            consumer,
+            drive,
+            state=ConnectionState.FAILED,
+            status=ConnectionStatus.CONNECTION_FAILURE,
+        )
+        for n in range(index):
+            await graph.use(up, "hypersync", f"sync {n}", UseStatus.HEALTHY)
+            await graph.use(down, "livesync", f"file {n}", UseStatus.FAILED)

@@ -20,8 +20,7 @@ from graphql_schema.context import GraphQLContext, Viewer
 from graphql_schema.execution import InliningExecutor, PlainField, ResolverField, fields_of
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
-from store.domain import ConnectionState, ConnectionStatus, UseStatus
-from tests.factories import GraphFactory
+from tests.factories import seed_healthy_and_failed
 
 QUERIES = Path(__file__).parents[2] / "docs" / "queries"
 
@@ -84,20 +83,7 @@ def _graphql_core_schema() -> strawberry.Schema:
 
 async def _seed(db: Database) -> None:
     async with db.sessions.begin() as session:
-        graph = GraphFactory(session)
-        quickbooks = await graph.connector("quickbooks")
-        drive = await graph.connector("drive", category="storage")
-        for index in range(3):
-            consumer = await graph.consumer(f"c{index}")
-            up = await graph.connection(consumer, quickbooks)
-            down = await graph.connection(
-                consumer,
-                drive,
-                state=ConnectionState.FAILED,
-                status=ConnectionStatus.CONNECTION_FAILURE,
-            )
-            await graph.use(up, "hypersync", f"sync {index}", UseStatus.HEALTHY)
-            await graph.use(down, "livesync", f"file {index}", UseStatus.FAILED)
+        await seed_healthy_and_failed(session)
 
 
 @pytest.mark.parametrize("document", sorted(QUERIES.glob("*.graphql")), ids=lambda p: p.stem)
@@ -106,11 +92,12 @@ async def test_every_view_answers_as_graphql_core_does(
 ) -> None:
     await _seed(db)
     first = await build_schema().execute(
-        "{ connections(first: 1, filter: {state: [FAILED]}) { nodes { id } } }",
+        "{ connections(first: 10, filter: {state: [FAILED]}) { nodes { id } } }",
         context_value=GraphQLContext(db.sessions, Viewer()),
     )
     assert first.data is not None
-    variables = {"direction": "OUTBOUND", "id": first.data["connections"]["nodes"][0]["id"]}
+    # The last consumer's failed connection: the one with the most uses.
+    variables = {"direction": "OUTBOUND", "id": first.data["connections"]["nodes"][-1]["id"]}
     text = await asyncio.to_thread(document.read_text)
     results = []
     for schema in (build_schema(), _graphql_core_schema()):

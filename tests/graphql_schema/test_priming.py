@@ -10,8 +10,7 @@ from sqlalchemy import event
 from graphql_schema.context import GraphQLContext, Viewer
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
-from store.domain import ConnectionState, ConnectionStatus, UseStatus
-from tests.factories import GraphFactory
+from tests.factories import seed_healthy_and_failed
 
 NODE = """
   id name
@@ -27,21 +26,7 @@ NODE = """
 
 async def _seed(db: Database) -> None:
     async with db.sessions.begin() as session:
-        graph = GraphFactory(session)
-        quickbooks = await graph.connector("quickbooks")
-        drive = await graph.connector("drive", category="storage")
-        for index in range(4):
-            consumer = await graph.consumer(f"c{index}")
-            up = await graph.connection(consumer, quickbooks)
-            down = await graph.connection(
-                consumer,
-                drive,
-                state=ConnectionState.FAILED,
-                status=ConnectionStatus.CONNECTION_FAILURE,
-            )
-            for n in range(index):
-                await graph.use(up, "hypersync", f"sync {n}", UseStatus.HEALTHY)
-                await graph.use(down, "livesync", f"file {n}", UseStatus.FAILED)
+        await seed_healthy_and_failed(session)
 
 
 async def _run(db: Database, document: str) -> tuple[dict[str, Any], int]:
