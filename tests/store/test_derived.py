@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -240,6 +242,15 @@ _CONNECTION_CASES: dict[str, tuple[tuple[ConnectionState, ConnectionStatus], ...
 }
 
 
+async def _connect_as(graph: GraphFactory, consumer: Any, cases: Iterable[tuple[Any, str]]) -> None:
+    """For each (connector, case), the connections `_CONNECTION_CASES[case]` lists."""
+    for connector, case in cases:
+        for n, (state, status) in enumerate(_CONNECTION_CASES[case]):
+            await graph.connection(
+                consumer, connector, state=state, status=status, name=f"{connector.slug} {n}"
+            )
+
+
 async def test_python_activation_state_agrees_with_the_sql_definition(db: Database) -> None:
     """`derived.activation_state` (the CSV export's batches) gives what `activation_issue` and
     `activation_is_active` (lists, filters, GraphQL) give, on every combination of two required
@@ -253,15 +264,7 @@ async def test_python_activation_state_agrees_with_the_sql_definition(db: Databa
         sync = await graph.sync("Both", [second, first])  # position order: second, then first
         for index, (on_second, on_first, mask) in enumerate(cases):
             consumer = await graph.consumer(f"c{index:03}")
-            for connector, case in ((second, on_second), (first, on_first)):
-                for n, (state, status) in enumerate(_CONNECTION_CASES[case]):
-                    await graph.connection(
-                        consumer,
-                        connector,
-                        state=state,
-                        status=status,
-                        name=f"{connector.slug} {n}",
-                    )
+            await _connect_as(graph, consumer, ((second, on_second), (first, on_first)))
             steps = {step.value.lower(): bool(mask & step_bit(step)) for step in SYNC_STEPS}
             await graph.activation(sync, consumer, **steps)
 
@@ -309,15 +312,7 @@ async def test_csv_by_connections_batches_agree_with_the_sql_definitions(db: Dat
             consumer = await graph.consumer(f"c{index:03}")
             consumer_ids.append(consumer.id)
             # Second first: connection order is not connector order.
-            for connector, case in ((second, on_second), (first, on_first)):
-                for n, (state, status) in enumerate(_CONNECTION_CASES[case]):
-                    await graph.connection(
-                        consumer,
-                        connector,
-                        state=state,
-                        status=status,
-                        name=f"{connector.slug} {n}",
-                    )
+            await _connect_as(graph, consumer, ((second, on_second), (first, on_first)))
 
     tenants = ConsumerFilter(consumer_ids=(consumer_ids[3], consumer_ids[30]))
     whole: dict[object, tuple[object, ...]] = {}
