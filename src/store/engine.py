@@ -44,7 +44,17 @@ def is_sqlite(url: str) -> bool:
     return async_url(url).drivername.startswith("sqlite")
 
 
+# SQLite's own lower() folds ASCII letters only ('É' stays 'É'); searches with other letters
+# fold through this one (store.queries), as PostgreSQL's lower() does.
+UNICODE_LOWER = "unicode_lower"
+
+
+def _unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_connection.create_function(UNICODE_LOWER, 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     # WAL lets readers (API, exporter) run while the scheduler writes.
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -30,9 +30,13 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import BindParameter, Executable
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import String
 
 from store import derived, domain, records
 from store.domain import (
@@ -41,6 +45,7 @@ from store.domain import (
     IssueCode,
     UseStatus,
 )
+from store.engine import UNICODE_LOWER
 from store.filters import (
     ConnectionFilter,
     ConnectorFilter,
@@ -73,6 +78,24 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+class _folded(FunctionElement[str]):
+    """lower() that folds every letter: on SQLite the Unicode one `store.engine` registers."""
+
+    type = String()
+    name = "folded"
+    inherit_cache = True
+
+
+@compiles(_folded)
+def _compile_folded(element: _folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_folded, "sqlite")
+def _compile_folded_sqlite(element: _folded, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"{UNICODE_LOWER}({compiler.process(element.clauses, **kw)})"
+
+
 def _search(
     term: str | None,
     id_column: InstrumentedAttribute[int],
@@ -83,9 +106,13 @@ def _search(
     if not term:
         return []
     pattern = _like_pattern(term)
-    matches: list[ColumnElement[bool]] = [
-        column.ilike(pattern, escape="\\") for column in text_columns
-    ]
+    matches: list[ColumnElement[bool]]
+    if term.isascii():
+        # ASCII letters fold alike on both backends, and SQLite's ilike (lower() LIKE lower())
+        # stays in C: a Python function per row would cost more than the search.
+        matches = [column.ilike(pattern, escape="\\") for column in text_columns]
+    else:
+        matches = [_folded(column).like(pattern.lower(), escape="\\") for column in text_columns]
     # ASCII digits only: '²' is isdigit() but not int(), and '١٢' is not how ids are written.
     if term.isascii() and term.isdigit() and len(term) < 18:
         matches.append(id_column == int(term))

@@ -28,7 +28,7 @@ CONSUMERS = [
     ("acme-100", "Acme 100% Corp", {"books": ConnectionState.ACTIVE}),
     ("under_score", "Under_Score Ltd", {"drive": ConnectionState.PENDING}),
     ("back-slash", "Back\\Slash Inc", {"books": ConnectionState.FAILED}),
-    ("ecole", "école polytechnique", {"drive": ConnectionState.ACTIVE}),
+    ("ecole", "École polytechnique", {"drive": ConnectionState.ACTIVE}),
     ("strasse", "straße gmbh", {}),
     ("percent", "Percent%Sign", {"books": ConnectionState.DISABLED}),
     ("xy", "x_y", {"books": ConnectionState.ACTIVE, "drive": ConnectionState.ACTIVE}),
@@ -36,10 +36,10 @@ CONSUMERS = [
     ("kanji", "漢字 company", {"drive": ConnectionState.FAILED}),
     ("digits", "Room 42", {}),
 ]
-# Non-ASCII letters appear in lower case only: SQLite's lower() folds ASCII alone (see the
-# xfail below), and this property is about what both backends agree on. '²' and other
-# non-ASCII digits are left out: they are a known bug (tests/healthgraph/test_limits.py).
-ALPHABET = "aAbBcCeEsSxXyY%_\\ -14é漢ß"
+# Non-ASCII letters in both cases: SQLite folds them through the Unicode lower() the engine
+# registers. '²' and other non-ASCII digits are left out: they are a known bug
+# (tests/healthgraph/test_limits.py).
+ALPHABET = "aAbBcCeEsSxXyY%_\\ -14éÉ漢ß"
 
 
 @dataclass(frozen=True)
@@ -143,23 +143,12 @@ async def test_consumer_filters_and_pages_match_a_plain_model(db: Database) -> N
     await asyncio.to_thread(one)
 
 
-@pytest.mark.parametrize("term", ["ÉCOLE", "école"])
-async def test_search_folds_non_ascii_case_on_both_backends(
-    db: Database, term: str, request: pytest.FixtureRequest
-) -> None:
-    if "sqlite" in request.node.name and term.islower():
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug (store/queries.py _search): on SQLite, ilike is lower() LIKE lower(), "
-                "and SQLite's lower() folds ASCII only, so 'é' does not find 'École' (PostgreSQL "
-                "does); fix: fold in Python for the pattern and store/compare a casefolded "
-                "column, or register a Unicode lower() function on SQLite connections",
-            )
-        )
+@pytest.mark.parametrize("term", ["ÉCOLE", "école", "éCOLE", "Ω"])
+async def test_search_folds_non_ascii_case_on_both_backends(db: Database, term: str) -> None:
     async with db.sessions.begin() as session:
         graph = GraphFactory(session)
-        ecole = await graph.consumer("ecole", "École")
+        ecole = await graph.consumer("ecole", "École ΩMEGA")
+        await graph.consumer("ecole-ascii", "Ecole")  # no é: must not match
     async with db.sessions() as session:
         page = await queries.list_consumers(
             session, ConsumerFilter(search=term), PageRequest(first=10)
