@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from graphql_schema.errors import ClientError, PermissionDeniedError
 from graphql_schema.links import LinkSigner
 from probes.guard import AddressGuard
+from probes.scheduler import CheckObserver
 from probes.target import ProbeContext
 from store.crypto import KeyRing
 from store.domain import TokenScope
@@ -65,6 +66,8 @@ class Services:
     # Set while the app runs: what check-now probes with.
     probe_context: ProbeContext | None = None
     credentials_key_ring: KeyRing | None = None
+    # Told of every checkConnectionNow probe, as the scheduler tells it of its own.
+    check_observer: CheckObserver | None = None
 
 
 class GraphQLContext:

@@ -4,7 +4,9 @@ refused input comes back as a GraphQL error naming the field, and nothing is hal
 from __future__ import annotations
 
 import enum
+import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -14,6 +16,7 @@ from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.scalars import JSON
 
+from graphql_schema.context import Services
 from graphql_schema.errors import ClientError
 from graphql_schema.ids import decode_id
 from graphql_schema.types import (
@@ -31,11 +34,29 @@ from probes.scheduler import random_jitter
 from store import commands, domain, scheduling
 from store.errors import ConflictError, NotFoundError, ValidationError
 from store.heartbeat import heartbeat_problems
+from store.scheduling import DueCheck
 
 T = TypeVar("T")
 
 MAX_LINK_SECONDS = 30 * 86400
 JITTER_RATIO = 0.1
+
+
+log = logging.getLogger(__name__)
+
+
+def _observe_check(
+    services: Services, due: DueCheck, outcome: domain.CheckOutcome, seconds: float
+) -> None:
+    """Count a checkConnectionNow probe in the self-metrics, as the scheduler counts its own."""
+    if services.check_observer is None:
+        return
+    try:
+        services.check_observer.check_finished(
+            str(due.heartbeat.get("kind", "http")), outcome, seconds
+        )
+    except Exception:  # metrics never fail a check
+        log.exception("checkConnectionNow: check observer failed")
 
 
 def _camel(snake: str) -> str:
@@ -454,13 +475,16 @@ class Mutation:
             raise ClientError("checks cannot run right now: the service is starting or stopping")
         due = await info.context.read(lambda s: scheduling.load_due_check(s, row_id))
         assert due is not None
+        started = time.perf_counter()
         outcome = await check_connection(due, services.probe_context, services.credentials_key_ring)
+        seconds = time.perf_counter() - started
         await _write(
             info,
             lambda s: scheduling.record_unclaimed_outcomes(
                 s, outcomes=[(row_id, outcome)], jitter=random_jitter(JITTER_RATIO)
             ),
         )
+        _observe_check(services, due, outcome, seconds)
         await services.broadcaster.publish([row_id])
         fresh = await info.context.loaders.connection.load(row_id)
         assert fresh is not None

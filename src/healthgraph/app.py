@@ -88,6 +88,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     services = _services(settings)
     registry = service_registry()
     self_metrics = SelfMetrics(registry)
+    services.check_observer = self_metrics
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from gql.transport.exceptions import TransportQueryError
+from prometheus_client.parser import text_string_to_metric_families
 
 from healthgraph.demo import demo_catalog
 from store.domain import Direction, TokenScope
@@ -105,3 +107,29 @@ async def test_check_now_refuses_inbound_connections_and_read_tokens(demo: Serve
     ids = await _connection_ids(demo, writer)
     with pytest.raises(TransportQueryError, match="needs the write scope"):
         await demo.execute(reader, CHECK_NOW, {"id": next(iter(ids.values()))})
+
+
+async def test_check_now_counts_in_the_self_metrics(demo: Server) -> None:
+    """No scheduler runs in this app: every check counted is one of ours."""
+    writer = await demo.token(TokenScope.WRITE)
+    ids = await _connection_ids(demo, writer)
+    names = {_behaviour(name): name for name in ids if _behaviour(name) in {"healthy", "failing"}}
+    for behaviour in ("healthy", "failing", "failing"):
+        await demo.execute(writer, CHECK_NOW, {"id": ids[names[behaviour]]})
+    async with httpx.AsyncClient(base_url=demo.base_url) as client:
+        exposition = (await client.get("/metrics")).text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+    }
+    checks = {
+        labels: value
+        for (name, labels), value in samples.items()
+        if name == "healthgraph_checks_total" and value
+    }
+    assert checks == {
+        (("reason", "none"), ("result", "success")): 1.0,
+        (("reason", "HTTP_STATUS"), ("result", "failure")): 2.0,
+    }
+    assert samples[("healthgraph_probe_duration_seconds_count", (("kind", "http"),))] == 3.0
