@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import strawberry
+from graphql import GraphQLObjectType
 from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -27,7 +28,9 @@ QUERIES = Path(__file__).parents[2] / "docs" / "queries"
 
 def test_a_connection_s_fields_by_how_they_are_executed() -> None:
     schema = build_schema()
-    fields = fields_of(schema._schema, schema._schema.type_map["Connection"])  # type: ignore[arg-type]
+    connection_type = schema._schema.type_map["Connection"]
+    assert isinstance(connection_type, GraphQLObjectType)
+    fields = fields_of(schema._schema, connection_type)
     assert sorted(name for name, field in fields.items() if type(field) is ResolverField) == [
         "checks",
         "connector",
