@@ -4,9 +4,11 @@ A page of 100 connections selects about 2,500 fields, three in four of them scal
 read straight off an attribute. For each, graphql-core builds a response path and a resolve
 info, checks for arguments, calls strawberry's resolver wrapper and walks `complete_value`'s
 type tests twice (non-null, then leaf): more CPU than the SQL of the whole page. Here such a
-*plain* field is read and coerced in a few steps. A plain field whose value is not simply
-valid (null where non-null, an awaitable, a value the type refuses, an exception) takes
-graphql-core's own path, so errors, nulls and their paths are exactly what they were.
+*plain* field (an attribute, or a resolver of `self` alone such as a global id) is read and
+coerced in a few steps. A plain value that is not simply valid (null where non-null, an
+awaitable, a value the type refuses, an exception) is completed by graphql-core's own
+`complete_value`, so errors, nulls and their paths are exactly what they were; the value is
+never read twice.
 
 Fields with a *resolver* and nothing around it are called directly, with their arguments
 coerced and converted once per field of the document instead of once per object (strawberry
@@ -19,15 +21,22 @@ import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from operator import attrgetter
+from types import FunctionType
 from typing import Any, NamedTuple
 
 from graphql import (
+    GraphQLBoolean,
+    GraphQLEnumType,
     GraphQLField,
+    GraphQLID,
+    GraphQLInt,
     GraphQLLeafType,
+    GraphQLList,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLSchema,
+    GraphQLString,
     get_nullable_type,
     is_leaf_type,
     is_non_null_type,
@@ -41,32 +50,112 @@ from strawberry.schema.schema import Schema as StrawberrySchema
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
-from strawberry.types.fields.resolver import StrawberryResolver
+
+# What a fast coercion returns when graphql-core's own must decide.
+_UNDECIDED: Any = object()
 
 
 class PlainField(NamedTuple):
-    """A field strawberry resolves by reading an attribute, typed as a scalar or an enum."""
+    """A field whose value needs no resolve info (an attribute, or a synchronous resolver of
+    `self` alone), typed as a scalar or an enum."""
 
     read: Callable[[Any], Any]
+    graphql_field: GraphQLField
     leaf_type: GraphQLLeafType
     non_null: bool
+    # The coerced value of the commonest values (a str for String), else _UNDECIDED.
+    coerce_common: Callable[[Any], Any]
 
 
-def plain_field(field: GraphQLField, definition: StrawberryField) -> PlainField | None:
-    """`field` (strawberry's `definition` of it) as a `PlainField`, or None when it needs
-    graphql-core's full path."""
-    # A field without resolver, permission or extension gets a resolver that ignores the
-    # resolve info and returns default_resolver(source, python_name) (`is_basic_field`).
-    if (
-        not getattr(field.resolve, "_is_default", False)
-        or not definition.is_basic_field
-        or definition.default_resolver is not getattr
-    ):
+class PlainObjectField(NamedTuple):
+    """A field whose value needs no resolve info, typed as an object or a list: read here,
+    completed by `complete_value`."""
+
+    read: Callable[[Any], Any]
+    graphql_field: GraphQLField
+
+
+def plain_field(
+    field: GraphQLField, definition: StrawberryField, schema: StrawberrySchema
+) -> PlainField | PlainObjectField | None:
+    """`field` (strawberry's `definition` of it) read without a resolve info, or None when it
+    needs one."""
+    read = _plain_reader(field, definition, schema)
+    if read is None:
         return None
     field_type = get_nullable_type(field.type)
     if not is_leaf_type(field_type):
+        return PlainObjectField(read, field)
+    return PlainField(
+        read, field, field_type, is_non_null_type(field.type), _common_coercion(field_type)
+    )
+
+
+def _plain_reader(
+    field: GraphQLField, definition: StrawberryField, schema: StrawberrySchema
+) -> Callable[[Any], Any] | None:
+    # A field without resolver, permission or extension gets a resolver that ignores the
+    # resolve info and returns default_resolver(source, python_name) (`is_basic_field`).
+    if getattr(field.resolve, "_is_default", False):
+        if definition.is_basic_field and definition.default_resolver is getattr:
+            return attrgetter(definition.python_name)
         return None
-    return PlainField(attrgetter(definition.python_name), field_type, is_non_null_type(field.type))
+    resolver = definition.base_resolver
+    if (
+        resolver is None
+        or field.resolve is None
+        or definition.extensions
+        or definition.is_subscription
+        or definition.arguments
+        or resolver.is_async
+        or resolver.self_parameter is None
+        or resolver.info_parameter is not None
+        or resolver.root_parameter is not None
+        or resolver.parent_parameter is not None
+        or getattr(schema.schema_converter, "_exception_handler_specs", None)
+    ):
+        return None
+    read = resolver.wrapped_func
+    return read if isinstance(read, FunctionType) else None
+
+
+def _common_coercion(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
+    """For the built-in scalars and strawberry's enums, the coercion of the values they are
+    nearly always given, with the same result as `leaf_type.coerce_output_value`."""
+    exact_type = _EXACT_TYPES.get(leaf_type)
+    if exact_type is not None:
+        return lambda value: value if type(value) is exact_type else _UNDECIDED
+    if leaf_type is GraphQLInt:
+        return lambda value: (
+            value if type(value) is int and _MIN_INT <= value <= _MAX_INT else _UNDECIDED
+        )
+    wrapped_class = getattr(leaf_type, "wrapped_cls", None)
+    if isinstance(leaf_type, GraphQLEnumType) and isinstance(wrapped_class, type):
+        # Strawberry's enum type returns the first name whose value equals the member's.
+        names: dict[Any, str] = {}
+        try:
+            for name, enum_value in leaf_type.values.items():
+                names.setdefault(enum_value.value, name)
+        except TypeError:  # an unhashable value: leave the enum to its own coercion
+            return lambda value: _UNDECIDED
+
+        member_class: Any = wrapped_class  # `type(value) is` a `type` would narrow to object
+
+        def coerce_member(value: Any) -> Any:
+            if type(value) is member_class:
+                return names.get(value.value, _UNDECIDED)
+            return _UNDECIDED
+
+        return coerce_member
+    return lambda value: _UNDECIDED
+
+
+_EXACT_TYPES: dict[GraphQLLeafType, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLBoolean: bool,
+}
+_MIN_INT, _MAX_INT = -(2**31), 2**31 - 1
 
 
 class ResolverField(NamedTuple):
@@ -75,7 +164,8 @@ class ResolverField(NamedTuple):
 
     graphql_field: GraphQLField
     definition: StrawberryField
-    resolver: StrawberryResolver[Any]
+    # The resolver's function itself where it is one (as `StrawberryResolver.__call__` does).
+    call: Callable[..., Any]
     info_class: type[Any]
     config: StrawberryConfig
     scalar_registry: Any
@@ -109,7 +199,7 @@ def resolver_field(
     return ResolverField(
         graphql_field=field,
         definition=definition,
-        resolver=resolver,
+        call=resolver.wrapped_func if isinstance(resolver.wrapped_func, FunctionType) else resolver,
         info_class=schema.config.info_class,
         config=schema.config,
         scalar_registry=converter.scalar_registry,
@@ -119,15 +209,15 @@ def resolver_field(
     )
 
 
+KnownField = PlainField | PlainObjectField | ResolverField
+
 # Per object type of a schema; weak so that schemas built and dropped (tests) are not kept.
-_fields: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, PlainField | ResolverField]] = (
+_fields: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, KnownField]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def fields_of(
-    schema: GraphQLSchema, object_type: GraphQLObjectType
-) -> dict[str, PlainField | ResolverField]:
+def fields_of(schema: GraphQLSchema, object_type: GraphQLObjectType) -> dict[str, KnownField]:
     """The fields of `object_type` this executor runs itself, by GraphQL name (found once per
     type); the others go through graphql-core and strawberry as usual."""
     found = _fields.get(object_type)
@@ -142,7 +232,7 @@ def fields_of(
                 field = object_type.fields.get(name)
                 if field is None:
                     continue
-                known = plain_field(field, strawberry_field) or resolver_field(
+                known = plain_field(field, strawberry_field, strawberry_schema) or resolver_field(
                     field, strawberry_field, strawberry_schema
                 )
                 if known is not None:
@@ -164,7 +254,12 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         # Converted arguments per field group of the document, kept with the group (the key
         # is its id, as graphql-core memoizes sub-selections).
         self._arguments: dict[int, tuple[FieldDetailsList, dict[str, Any]]] = {}
-        self._fields: dict[GraphQLObjectType, dict[str, PlainField | ResolverField]] = {}
+        self._plans: dict[
+            tuple[GraphQLObjectType, int],
+            tuple[GroupedFieldSet, tuple[tuple[str, FieldDetailsList, KnownField | None], ...]],
+        ] = {}
+        self._shapes: dict[GraphQLOutputType, _Shape] = {}
+        self._streamable = self.schema.get_directive("stream") is not None
 
     def execute_fields(
         self,
@@ -178,22 +273,41 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
-        fields = self._fields.get(parent_type)
-        if fields is None:
-            fields = self._fields[parent_type] = fields_of(self.schema, parent_type)
         is_awaitable = self.is_awaitable
         results: dict[str, Any] = {}
         awaitable_fields: list[str] = []
         try:
-            for response_name, field_details_list in grouped_field_set.items():
-                known = fields.get(field_details_list[0].node.name.value)
+            for response_name, field_details_list, known in self._plan(
+                parent_type, grouped_field_set
+            ):
                 if type(known) is PlainField:
-                    completed = _complete_plain(known, source_value, is_awaitable)
+                    try:
+                        value = known.read(source_value)
+                    except Exception as raw_error:
+                        # What graphql-core makes of a resolver that returns its error.
+                        value = raw_error
+                    completed = known.coerce_common(value)
+                    if completed is _UNDECIDED:
+                        completed = _coerce_plain(known, value, is_awaitable)
                     if completed is not Undefined:
                         results[response_name] = completed
                         continue
+                elif type(known) is PlainObjectField:
+                    try:
+                        value = known.read(source_value)
+                    except Exception as raw_error:
+                        value = raw_error
                 field_path = Path(path, response_name, parent_type.name)
-                if type(known) is ResolverField:
+                if type(known) is PlainField or type(known) is PlainObjectField:
+                    result = self._complete_read_value(
+                        known.graphql_field,
+                        parent_type,
+                        value,
+                        field_details_list,
+                        field_path,
+                        position_context,
+                    )
+                elif type(known) is ResolverField:
                     result = self._execute_resolver_field(
                         known,
                         parent_type,
@@ -212,7 +326,7 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
                     )
                 if result is not Undefined:
                     results[response_name] = result
-                    if is_awaitable(result):
+                    if type(result) is not dict and is_awaitable(result):
                         awaitable_fields.append(response_name)
         except Exception:
             if awaitable_fields:
@@ -222,6 +336,23 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         if not awaitable_fields:
             return results
         return self._gather_fields(results, awaitable_fields)
+
+    def _plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> tuple[tuple[str, FieldDetailsList, KnownField | None], ...]:
+        """Each field of the set with how it is executed, found once per set and request."""
+        key = (parent_type, id(grouped_field_set))
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached[1]
+        fields = fields_of(self.schema, parent_type)
+        plan = tuple(
+            (response_name, field_details_list, fields.get(field_details_list[0].node.name.value))
+            for response_name, field_details_list in grouped_field_set.items()
+        )
+        # The set is kept with its plan so that its id is not reused during the request.
+        self._plans[key] = (grouped_field_set, plan)
+        return plan
 
     def complete_value(
         self,
@@ -233,21 +364,140 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         """graphql-core's, going straight to the sub-selection for a present value of an object
-        type (about 950 per page of connections); every other case is graphql-core's."""
-        object_type = get_nullable_type(return_type)
-        if (
-            isinstance(object_type, GraphQLObjectType)
-            and result is not None
-            and result is not Undefined
-            and not isinstance(result, Exception)
-            and (object_type.is_type_of is None or object_type.is_type_of(result, info) is True)
-        ):
-            return self.collect_and_execute_subfields(
-                object_type, field_details_list, path, result, position_context
-            )
+        type and for the items of a list of objects (about 950 objects per page of
+        connections); every other case is graphql-core's."""
+        shape = self._shapes.get(return_type)
+        if shape is None:
+            shape = self._shapes[return_type] = _shape_of(return_type)
+        object_type, item_type = shape
+        if object_type is not None:
+            if item_type is None:
+                if (
+                    result is not None
+                    and result is not Undefined
+                    and not isinstance(result, Exception)
+                    and (
+                        object_type.is_type_of is None
+                        or object_type.is_type_of(result, info) is True
+                    )
+                ):
+                    return self._execute_subfields(
+                        object_type, field_details_list, path, result, position_context
+                    )
+            elif type(result) is list or type(result) is tuple:
+                return self._complete_object_list(
+                    return_type,
+                    object_type,
+                    item_type,
+                    field_details_list,
+                    info,
+                    path,
+                    result,
+                    position_context,
+                )
         return super().complete_value(
             return_type, field_details_list, info, path, result, position_context
         )
+
+    def _execute_subfields(
+        self,
+        object_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages or position_context is not None:
+            return self.collect_and_execute_subfields(
+                object_type, field_details_list, path, result, position_context
+            )
+        return self.execute_fields(object_type, result, path, grouped_field_set, None)
+
+    def _complete_object_list(
+        self,
+        return_type: GraphQLOutputType,
+        object_type: GraphQLObjectType,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        items: list[Any] | tuple[Any, ...],
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's `complete_iterable_value` for a list of objects, with each present
+        object of the type executed without the generic steps in between."""
+        if self._streamable and self.get_stream_usage(field_details_list, path) is not None:
+            return super().complete_value(
+                return_type, field_details_list, info, path, items, position_context
+            )
+        is_awaitable = self.is_awaitable
+        is_type_of = object_type.is_type_of
+        completed_items: list[Any] = []
+        awaitable_indices: list[int] = []
+        try:
+            for index, item in enumerate(items):
+                item_path = path.add_key(index, None)
+                if (
+                    item is None
+                    or isinstance(item, Exception)
+                    or is_awaitable(item)
+                    or (is_type_of is not None and is_type_of(item, info) is not True)
+                ):
+                    # Nulls, errors, awaitables and objects of another type: graphql-core's way.
+                    if is_awaitable(item):
+                        completed_items.append(
+                            self.complete_awaitable_list_item_value(
+                                item,
+                                item_type,
+                                field_details_list,
+                                info,
+                                item_path,
+                                position_context,
+                            )
+                        )
+                        awaitable_indices.append(index)
+                    elif self.complete_list_item_value(
+                        item,
+                        completed_items,
+                        item_type,
+                        field_details_list,
+                        info,
+                        item_path,
+                        position_context,
+                    ):
+                        awaitable_indices.append(index)
+                    continue
+                try:
+                    completed = self._execute_subfields(
+                        object_type, field_details_list, item_path, item, position_context
+                    )
+                except Exception as raw_error:
+                    self.handle_field_error(raw_error, item_type, field_details_list, item_path)
+                    completed = None
+                if type(completed) is not dict and is_awaitable(completed):
+                    completed = self._await_completed(
+                        completed, item_type, field_details_list, item_path
+                    )
+                    awaitable_indices.append(index)
+                completed_items.append(completed)
+        except Exception:
+            if awaitable_indices:
+                self.settle_in_background([completed_items[index] for index in awaitable_indices])
+            raise
+        if not awaitable_indices:
+            return completed_items
+        return self._gather_items(completed_items, awaitable_indices)
+
+    async def _gather_items(
+        self, completed_items: list[Any], awaitable_indices: list[int]
+    ) -> list[Any]:
+        awaited = await gather_with_cancel(*(completed_items[i] for i in awaitable_indices))
+        for index, item in zip(awaitable_indices, awaited, strict=True):
+            completed_items[index] = item
+        return completed_items
 
     async def _gather_fields(
         self, results: dict[str, Any], awaitable_fields: list[str]
@@ -260,6 +510,33 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         awaited = await gather_with_cancel(*(results[name] for name in awaitable_fields))
         results.update(zip(awaitable_fields, awaited, strict=True))
         return results
+
+    def _complete_read_value(
+        self,
+        field: GraphQLField,
+        parent_type: GraphQLObjectType,
+        value: Any,
+        field_details_list: FieldDetailsList,
+        path: Path,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's `execute_field` from the point where the value has been resolved."""
+        return_type = field.type
+        info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
+        try:
+            if self.is_awaitable(value):
+                return self.complete_awaitable_value(
+                    return_type, field_details_list, info, path, value, position_context
+                )
+            completed = self.complete_value(
+                return_type, field_details_list, info, path, value, position_context
+            )
+            if self.is_awaitable(completed):
+                return self._await_completed(completed, return_type, field_details_list, path)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return completed
 
     def _execute_resolver_field(
         self,
@@ -320,8 +597,8 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         if field.info_keyword is not None:
             keywords[field.info_keyword] = strawberry_info
         if field.source_as_self:
-            return field.resolver(source, **keywords)
-        return field.resolver(**keywords)
+            return field.call(source, **keywords)
+        return field.call(**keywords)
 
     def _converted_arguments(
         self, field: ResolverField, field_details_list: FieldDetailsList, info: Any
@@ -355,6 +632,24 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         return converted
 
 
+class _Shape(NamedTuple):
+    """What `complete_value` needs to know of a return type to take its shortcuts."""
+
+    object_type: GraphQLObjectType | None  # of the value, or of the items of a list
+    item_type: GraphQLOutputType | None  # for a list of objects
+
+
+def _shape_of(return_type: GraphQLOutputType) -> _Shape:
+    nullable = get_nullable_type(return_type)
+    if isinstance(nullable, GraphQLObjectType):
+        return _Shape(nullable, None)
+    if isinstance(nullable, GraphQLList):
+        item_object = get_nullable_type(nullable.of_type)
+        if isinstance(item_object, GraphQLObjectType):
+            return _Shape(item_object, nullable.of_type)
+    return _Shape(None, None)
+
+
 # The types of nearly every plain value: no need to ask whether they are awaitable.
 _NEVER_AWAITABLE = frozenset({str, int, float, bool, datetime})
 
@@ -363,12 +658,8 @@ def _unwrapped(source: Any, info: Any) -> None:
     """A resolver to see whether the middleware wraps resolvers."""
 
 
-def _complete_plain(plain: PlainField, source: Any, is_awaitable: Callable[[Any], bool]) -> Any:
+def _coerce_plain(plain: PlainField, value: Any, is_awaitable: Callable[[Any], bool]) -> Any:
     """The completed value, or Undefined when graphql-core must complete it (and report why)."""
-    try:
-        value = plain.read(source)
-    except Exception:
-        return Undefined
     if value is None or value is Undefined:
         return Undefined if plain.non_null else None
     if type(value) not in _NEVER_AWAITABLE and (

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
+from graphql_schema.ids import to_global_id
 from store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest
 
 NodeType = TypeVar("NodeType")
@@ -15,7 +16,12 @@ RecordType = TypeVar("RecordType")
 
 @strawberry.interface(description="An object with a global id, fetchable with `node(id:)`.")
 class Node:
-    id: strawberry.ID
+    _row_id: strawberry.Private[int]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        # Encoded when selected: a page wraps many more objects than it shows ids of.
+        return strawberry.ID(to_global_id(type(self).__strawberry_definition__.name, self._row_id))  # type: ignore[attr-defined]
 
 
 @strawberry.type
@@ -32,11 +38,30 @@ class Edge(Generic[NodeType]):
     node: NodeType
 
 
+def _edges(self: Connection[Any]) -> list[Edge[Any]]:
+    return [
+        Edge(cursor=cursor, node=node)
+        for cursor, node in zip(self._page.cursors, self.nodes, strict=True)
+    ]
+
+
+def _page_info(self: Connection[Any]) -> PageInfo:
+    page = self._page
+    return PageInfo(
+        has_next_page=page.has_next_page,
+        has_previous_page=page.has_previous_page,
+        start_cursor=page.start_cursor,
+        end_cursor=page.end_cursor,
+    )
+
+
 @strawberry.type(description="A page of results, with cursors to fetch the next one.")
 class Connection(Generic[NodeType]):
-    edges: list[Edge[NodeType]]
+    # Edges and page info are built when selected: most clients ask for nodes alone.
+    edges: list[Edge[NodeType]] = strawberry.field(resolver=_edges)
     nodes: list[NodeType]
-    page_info: PageInfo
+    page_info: PageInfo = strawberry.field(resolver=_page_info)
+    _page: strawberry.Private[Page[Any]]
     _count: strawberry.Private[Callable[[], Awaitable[int]]]
 
     @strawberry.field(description="How many results match, across all pages.")
@@ -54,18 +79,7 @@ def to_connection(
     wrap: Callable[[RecordType], NodeType],
     count: Callable[[], Awaitable[int]],
 ) -> Connection[NodeType]:
-    nodes: Sequence[NodeType] = [wrap(item) for item in page.items]
-    return Connection(
-        edges=[Edge(cursor=c, node=n) for c, n in zip(page.cursors, nodes, strict=True)],
-        nodes=list(nodes),
-        page_info=PageInfo(
-            has_next_page=page.has_next_page,
-            has_previous_page=page.has_previous_page,
-            start_cursor=page.start_cursor,
-            end_cursor=page.end_cursor,
-        ),
-        _count=count,
-    )
+    return Connection(nodes=[wrap(item) for item in page.items], _page=page, _count=count)
 
 
 FIRST_DESCRIPTION = f"Page size, default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE}."

@@ -15,7 +15,6 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from graphql_schema import relay
 from graphql_schema.context import GraphQLContext
-from graphql_schema.ids import to_global_id
 from graphql_schema.inputs import (
     ConnectionFilterInput,
     SyncActivationFilterInput,
@@ -211,17 +210,15 @@ class Consumer(relay.Node):
     name: str
     email: str | None
     created_at: datetime
-    _row_id: strawberry.Private[int]
 
     @classmethod
     def from_record(cls, record: domain.Consumer) -> Consumer:
         return cls(
-            id=strawberry.ID(to_global_id("Consumer", record.id)),
+            _row_id=record.id,
             external_id=record.external_id,
             name=record.name,
             email=record.email,
             created_at=record.created_at,
-            _row_id=record.id,
         )
 
     @strawberry.field(description="At least one ACTIVE connection.")
@@ -285,16 +282,14 @@ class Connector(relay.Node):
     slug: str
     name: str
     category: str
-    _row_id: strawberry.Private[int]
 
     @classmethod
     def from_record(cls, record: domain.Connector) -> Connector:
         return cls(
-            id=strawberry.ID(to_global_id("Connector", record.id)),
+            _row_id=record.id,
             slug=record.slug,
             name=record.name,
             category=record.category,
-            _row_id=record.id,
         )
 
     @strawberry.field
@@ -336,7 +331,7 @@ class Use(relay.Node):
     @classmethod
     def from_record(cls, record: domain.Use) -> Use:
         return cls(
-            id=strawberry.ID(to_global_id("Use", record.id)),
+            _row_id=record.id,
             kind=record.kind,
             kind_label=record.kind_label,
             name=record.name,
@@ -373,7 +368,7 @@ class ConnectionNode(relay.Node):
     @classmethod
     def from_record(cls, record: domain.Connection) -> ConnectionNode:
         return cls(
-            id=strawberry.ID(to_global_id("Connection", record.id)),
+            _row_id=record.id,
             name=record.name,
             direction=record.direction,
             state=record.state,
@@ -553,14 +548,12 @@ class Check:
 @strawberry.type(description="A data flow that needs connections to some connectors.")
 class Sync(relay.Node):
     name: str
-    _row_id: strawberry.Private[int]
 
     @classmethod
     def from_record(cls, record: domain.Sync) -> Sync:
         return cls(
-            id=strawberry.ID(to_global_id("Sync", record.id)),
-            name=record.name,
             _row_id=record.id,
+            name=record.name,
         )
 
     @strawberry.field
@@ -612,7 +605,7 @@ class SyncActivation(relay.Node):
     @classmethod
     def from_record(cls, record: domain.SyncActivation) -> SyncActivation:
         return cls(
-            id=strawberry.ID(to_global_id("SyncActivation", record.id)),
+            _row_id=record.id,
             steps=[
                 StepState(step=s.step, complete=s.complete, detail=s.detail) for s in record.steps
             ],

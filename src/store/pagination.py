@@ -57,17 +57,22 @@ class PageRequest:
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: tuple[T, ...]
-    cursors: tuple[str, ...]
+    # Cursors are encoded when asked for: most pages are read for their items alone.
+    row_ids: tuple[int, ...]
     has_next_page: bool
     has_previous_page: bool
 
     @property
+    def cursors(self) -> tuple[str, ...]:
+        return tuple(encode_cursor(row_id) for row_id in self.row_ids)
+
+    @property
     def start_cursor(self) -> str | None:
-        return self.cursors[0] if self.cursors else None
+        return encode_cursor(self.row_ids[0]) if self.row_ids else None
 
     @property
     def end_cursor(self) -> str | None:
-        return self.cursors[-1] if self.cursors else None
+        return encode_cursor(self.row_ids[-1]) if self.row_ids else None
 
 
 def page_of(items: Sequence[T], page: PageRequest, row_id: Callable[[T], int]) -> Page[T]:
@@ -75,7 +80,7 @@ def page_of(items: Sequence[T], page: PageRequest, row_id: Callable[[T], int]) -
     visible = items[: page.first]
     return Page(
         items=tuple(visible),
-        cursors=tuple(encode_cursor(row_id(item)) for item in visible),
+        row_ids=tuple(row_id(item) for item in visible),
         has_next_page=len(items) > page.first,
         has_previous_page=page.after is not None,
     )
@@ -94,14 +99,7 @@ async def paginate(
         statement = statement.where(id_column > after_id)
     statement = statement.order_by(id_column).limit(page.first + 1)
     rows: Sequence[Any] = (await session.scalars(statement)).all()
-    records = [(row.id, to_record(row)) for row in rows]
-    cut = page_of(records, page, lambda pair: pair[0])
-    return Page(
-        items=tuple(record for _, record in cut.items),
-        cursors=cut.cursors,
-        has_next_page=cut.has_next_page,
-        has_previous_page=cut.has_previous_page,
-    )
+    return _page_of_rows(rows, page, to_record)
 
 
 async def paginate_rows(
@@ -118,11 +116,14 @@ async def paginate_rows(
     statement = statement.order_by(id_column).limit(page.first + 1)
     connection = await session.connection()
     rows = (await connection.execute(statement)).all()
-    records = [(row.id, to_record(row)) for row in rows]
-    cut = page_of(records, page, lambda pair: pair[0])
+    return _page_of_rows(rows, page, to_record)
+
+
+def _page_of_rows(rows: Sequence[Any], page: PageRequest, to_record: Callable[[Any], T]) -> Page[T]:
+    visible = rows[: page.first]
     return Page(
-        items=tuple(record for _, record in cut.items),
-        cursors=cut.cursors,
-        has_next_page=cut.has_next_page,
-        has_previous_page=cut.has_previous_page,
+        items=tuple(to_record(row) for row in visible),
+        row_ids=tuple(row.id for row in visible),
+        has_next_page=len(rows) > page.first,
+        has_previous_page=page.after is not None,
     )

@@ -627,7 +627,9 @@ async def _pages_per_parent(
     wanted = set(parent_ids)
     id_column = entity.id
     rank = func.row_number().over(partition_by=parent_column, order_by=id_column).label("rank")
-    inner = select(entity, *extra_columns, rank)
+    own_columns = records.columns(entity)
+    selected = (entity,) if entity is SyncActivationRow else own_columns
+    inner = select(*selected, *extra_columns, rank)
     for target, on in joins:
         inner = inner.join(target, on)
     inner = inner.where(parent_column.in_(wanted), *conditions)
@@ -646,7 +648,7 @@ async def _pages_per_parent(
             out[getattr(row[0], parent_column.key)].append(tuple(row))
         return out
     # Others as Core rows of the entity's columns (the records accept either), extras apart.
-    own = [ranked.c[column.key] for column in entity.__table__.c]
+    own = [ranked.c[column.key] for column in own_columns]
     statement = (
         select(*own, *extras)
         .where(ranked.c.rank <= page.first + 1)

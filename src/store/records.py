@@ -6,9 +6,11 @@ select columns, which skips the ORM's identity map and instance state per row.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Column, Row
+from sqlalchemy import Row
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from store import domain
 from store.models import (
@@ -22,9 +24,23 @@ from store.models import (
 )
 
 
-def columns(model: Any) -> tuple[Column[Any], ...]:
-    """Every column of `model`'s table, to select Core rows the functions below accept."""
+def columns(model: Any) -> tuple[KeyedColumnElement[Any], ...]:
+    """The columns `model`'s record reads, to select Core rows the functions below accept."""
+    if model is ConnectionRow:
+        return _CONNECTION_COLUMNS
     return tuple(model.__table__.c)
+
+
+# A connection's record leaves out its scheduling columns and reads only whether it has
+# credentials: five timestamps and a ciphertext less per row of a page.
+_CONNECTION_COLUMNS: tuple[KeyedColumnElement[Any], ...] = (
+    *(
+        column
+        for column in ConnectionRow.__table__.c
+        if column.key in {field.name for field in fields(domain.Connection)}
+    ),
+    ConnectionRow.credentials_ciphertext.is_not(None).label("has_credentials"),
+)
 
 
 def consumer(row: ConsumerRow | Row[Any]) -> domain.Consumer:
@@ -63,7 +79,7 @@ def connection(row: ConnectionRow | Row[Any]) -> domain.Connection:
         next_check_at=row.next_check_at,
         state_changed_at=row.state_changed_at,
         heartbeat=row.heartbeat,
-        has_credentials=row.credentials_ciphertext is not None,
+        has_credentials=row.has_credentials,
         created_at=row.created_at,
     )
 

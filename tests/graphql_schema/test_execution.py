@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 import strawberry
-from graphql import GraphQLObjectType
+from graphql import (
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
+    GraphQLObjectType,
+    GraphQLString,
+)
 from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -63,16 +71,30 @@ def test_a_connection_s_fields_by_how_they_are_executed() -> None:
 
 @pytest.fixture
 def inline_completions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every plain field value completed inline (proof the inline path ran at all)."""
+    """Every plain field value completed inline (proof the inline path ran at all): by the
+    common coercion, or by `_coerce_plain` when that one could not decide."""
     completed: list[Any] = []
-    complete = execution._complete_plain
+    common_coercion, coerce_plain = execution._common_coercion, execution._coerce_plain
 
-    def counting(*args: Any) -> Any:
-        value = complete(*args)
+    def recording_common_coercion(leaf_type: Any) -> Callable[[Any], Any]:
+        coerce = common_coercion(leaf_type)
+
+        def recorded(value: Any) -> Any:
+            result = coerce(value)
+            if result is not execution._UNDECIDED:
+                completed.append(result)
+            return result
+
+        return recorded
+
+    def recording_coerce_plain(*args: Any) -> Any:
+        value = coerce_plain(*args)
         completed.append(value)
         return value
 
-    monkeypatch.setattr(execution, "_complete_plain", counting)
+    # Schemas built from here on take the recording coercions (fields are found per schema).
+    monkeypatch.setattr(execution, "_common_coercion", recording_common_coercion)
+    monkeypatch.setattr(execution, "_coerce_plain", recording_coerce_plain)
     return completed
 
 
@@ -308,7 +330,8 @@ async def test_resolvers_called_directly_answer_as_strawberry_calls_them(
     monkeypatch.setattr(InliningExecutor, "_call_resolver", counting)
     variables = {"prefix": "hey", "times": 3}
     inline = await _execute_boxes(InliningExecutor, variables)
-    assert sorted(set(calls)) == ["boxes", "fails", "greet", "later", "via_root"]
+    # `boxes` and `fails` take `self` alone: they are read as plain fields, not called here.
+    assert sorted(set(calls)) == ["greet", "later", "via_root"]
     assert inline == await _execute_boxes(StrawberryGraphQLCoreExecutionContext, variables)
     data, errors = inline
     assert data == {
@@ -372,3 +395,150 @@ async def test_an_object_of_the_wrong_type_fails_as_graphql_core_fails_it() -> N
     assert [(error["path"], error["message"]) for error in errors] == [
         (["tags", 1], "Expected value of type 'Tag' but got: <Box instance>.")
     ]
+
+
+@strawberry.type
+class Leaf(Named):  # with an interface, so that strawberry gives it an is_type_of
+    reads: strawberry.Private[list[str]]
+
+    @strawberry.field
+    def shout(self) -> str:
+        self.reads.append(f"{self.label}.shout")
+        return self.label.upper()
+
+    @strawberry.field
+    def missing(self) -> str:
+        self.reads.append(f"{self.label}.missing")
+        return None  # type: ignore[return-value]
+
+    @strawberry.field
+    def refuses(self) -> int | None:
+        self.reads.append(f"{self.label}.refuses")
+        raise ValueError(f"{self.label} refuses")
+
+
+class _AwaitableLeaf:
+    """A list item graphql-core must await before completing it."""
+
+    def __init__(self, leaf: Leaf) -> None:
+        self.leaf = leaf
+
+    def __await__(self) -> Any:
+        return self._resolve().__await__()
+
+    async def _resolve(self) -> Leaf:
+        await asyncio.sleep(0)
+        return self.leaf
+
+
+@strawberry.type
+class Tree:
+    reads: strawberry.Private[list[str]]
+
+    def _leaf(self, label: str) -> Leaf:
+        return Leaf(label=label, reads=self.reads)
+
+    @strawberry.field
+    def leaves(self) -> list[Leaf | None]:
+        self.reads.append("leaves")
+        return [
+            self._leaf("a"),
+            None,
+            _AwaitableLeaf(self._leaf("b")),  # type: ignore[list-item]
+            Box(label="not a leaf"),  # type: ignore[list-item]
+            self._leaf("c"),
+        ]
+
+    @strawberry.field
+    def strict_leaves(self) -> list[Leaf] | None:
+        return [self._leaf("d"), self._leaf("e")]
+
+    @strawberry.field
+    def broken(self) -> list[Leaf] | None:
+        raise ValueError("no leaves today")
+
+
+@strawberry.type
+class TreeQuery:
+    tree: Tree
+
+
+TREE_DOCUMENT = """
+{
+  tree {
+    leaves { shout refuses }
+    strictLeaves { shout missing }
+    broken { shout }
+  }
+}"""
+
+
+async def test_resolvers_of_self_alone_are_read_once_and_complete_as_graphql_core_does() -> None:
+    runs = []
+    for executor in (InliningExecutor, StrawberryGraphQLCoreExecutionContext):
+        reads: list[str] = []
+        schema = strawberry.Schema(query=TreeQuery, execution_context_class=executor)
+        tree = Tree(reads=reads)
+        result = await schema.execute(TREE_DOCUMENT, root_value=TreeQuery(tree=tree))
+        runs.append((result.data, [error.formatted for error in result.errors or []], reads))
+    assert runs[0] == runs[1]
+    data, errors, reads = runs[0]
+    assert data == {
+        "tree": {
+            "leaves": [
+                {"shout": "A", "refuses": None},
+                None,
+                {"shout": "B", "refuses": None},
+                None,
+                {"shout": "C", "refuses": None},
+            ],
+            # `missing` is null for a non-null field: its leaf is null, so the whole list.
+            "strictLeaves": None,
+            "broken": None,
+        }
+    }
+    assert [(error["path"], error["message"]) for error in errors] == [
+        (["tree", "leaves", 0, "refuses"], "a refuses"),
+        (["tree", "leaves", 3], "Expected value of type 'Leaf' but got: <Box instance>."),
+        (["tree", "leaves", 4, "refuses"], "c refuses"),
+        (
+            ["tree", "strictLeaves", 0, "missing"],
+            "Cannot return null for non-nullable field Leaf.missing.",
+        ),
+        (["tree", "broken"], "no leaves today"),
+        (["tree", "leaves", 2, "refuses"], "b refuses"),
+    ]
+    # Every resolver ran once per object it was asked of, never twice; `e` was not reached
+    # once `d` had failed its non-null list.
+    assert sorted(reads) == sorted(
+        ["leaves"]
+        + [f"{label}.{name}" for label in "abc" for name in ("shout", "refuses")]
+        + ["d.shout", "d.missing"]
+    )
+
+
+def test_common_coercions_answer_as_the_types_do() -> None:
+    schema = build_schema()
+    checked = 0
+    for graphql_type in schema._schema.type_map.values():
+        if not isinstance(graphql_type, GraphQLEnumType) or graphql_type.name.startswith("__"):
+            continue
+        coerce = execution._common_coercion(graphql_type)
+        for member in graphql_type.wrapped_cls:  # type: ignore[attr-defined]
+            assert coerce(member) == graphql_type.coerce_output_value(member)
+            checked += 1
+        assert coerce("not a member") is execution._UNDECIDED
+    assert checked >= 20
+    samples: list[tuple[Any, Any, Any]] = [
+        (GraphQLString, "text", "text"),
+        (GraphQLString, 7, execution._UNDECIDED),
+        (GraphQLID, "Q29uc3VtZXI6MQ", "Q29uc3VtZXI6MQ"),
+        (GraphQLBoolean, True, True),
+        (GraphQLBoolean, 1, execution._UNDECIDED),
+        (GraphQLInt, 2**31 - 1, 2**31 - 1),
+        (GraphQLInt, 2**31, execution._UNDECIDED),
+        (GraphQLInt, True, execution._UNDECIDED),
+        (GraphQLFloat, 1.5, execution._UNDECIDED),
+    ]
+    for leaf_type, value, expected in samples:
+        assert execution._common_coercion(leaf_type)(value) == expected, (leaf_type, value)

@@ -219,6 +219,23 @@ async def test_read_tokens_cannot_write_and_tenants_cannot_touch_others(demo: Se
     assert await snapshot(demo, admin) == before
 
 
+LIST_HAS_CREDENTIALS = """
+{
+  connections(first: 500) { nodes { id heartbeat { hasCredentials } } }
+  consumers(first: 500) {
+    nodes { connections(first: 500) { nodes { id heartbeat { hasCredentials } } } }
+  }
+}"""
+
+
+def _with_credentials(connections: list[dict[str, Any]]) -> list[str]:
+    return [
+        connection["id"]
+        for connection in connections
+        if connection["heartbeat"] is not None and connection["heartbeat"]["hasCredentials"]
+    ]
+
+
 async def test_credentials_are_write_only(demo: Server, writer: str) -> None:
     ids = await _ids(demo, writer)
     canary = "canary-9c1f-credential"
@@ -233,6 +250,16 @@ async def test_credentials_are_write_only(demo: Server, writer: str) -> None:
     )
     assert result["setConnectionCredentials"]["heartbeat"] == {"hasCredentials": True}
     assert canary not in str(result)
+    # Pages read whether a connection has credentials from a column of their own statement.
+    listed = await demo.execute(writer, LIST_HAS_CREDENTIALS)
+    nested = [
+        connection
+        for consumer in listed["consumers"]["nodes"]
+        for connection in consumer["connections"]["nodes"]
+    ]
+    assert _with_credentials(listed["connections"]["nodes"]) == [ids["outbound"]]
+    assert _with_credentials(nested) == [ids["outbound"]]
+    assert len(nested) == len(listed["connections"]["nodes"]) > 1
     assert canary not in str(await snapshot(demo, writer))
     async with demo.database.sessions() as session:
         stored = list(await session.scalars(select(ConnectionRow.credentials_ciphertext)))
@@ -253,6 +280,12 @@ async def test_credentials_are_write_only(demo: Server, writer: str) -> None:
 
     cleared = await demo.execute(writer, document, {"id": ids["outbound"], "credentials": None})
     assert cleared["setConnectionCredentials"]["heartbeat"] == {"hasCredentials": False}
+    assert (
+        _with_credentials(
+            (await demo.execute(writer, LIST_HAS_CREDENTIALS))["connections"]["nodes"]
+        )
+        == []
+    )
 
 
 async def test_use_runs_inbound_heartbeats_and_activation_steps(demo: Server, writer: str) -> None:
