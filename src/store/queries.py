@@ -271,7 +271,7 @@ async def list_connections(
     session: AsyncSession, f: ConnectionFilter, page: PageRequest
 ) -> Page[domain.Connection]:
     stmt = select(*records.columns(ConnectionRow)).where(*connection_conditions(f))
-    return await paginate_rows(session, stmt, ConnectionRow.id, page, records.connection)
+    return await paginate_rows(session, stmt, ConnectionRow.id, page, records.connection_of_columns)
 
 
 async def count_connections(session: AsyncSession, f: ConnectionFilter) -> int:
@@ -371,7 +371,7 @@ async def connections_by_id(
     rows = await _core(
         session, select(*records.columns(ConnectionRow)), ConnectionRow.id.in_(set(ids))
     )
-    return {row.id: records.connection(row) for row in rows}
+    return {row.id: records.connection_of_columns(row) for row in rows}
 
 
 async def uses_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, domain.Use]:
@@ -700,7 +700,7 @@ async def connections_per_parent(
     rows = await _pages_per_parent(
         session, ConnectionRow, column, parent_ids, connection_conditions(f), page
     )
-    return _cut(rows, page, records.connection)
+    return _cut(rows, page, records.connection_of_columns)
 
 
 async def count_connections_per_parent(

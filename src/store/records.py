@@ -31,16 +31,23 @@ def columns(model: Any) -> tuple[KeyedColumnElement[Any], ...]:
     return tuple(model.__table__.c)
 
 
-# A connection's record leaves out its scheduling columns and reads only whether it has
-# credentials: five timestamps and a ciphertext less per row of a page.
-_CONNECTION_COLUMNS: tuple[KeyedColumnElement[Any], ...] = (
-    *(
-        column
-        for column in ConnectionRow.__table__.c
-        if column.key in {field.name for field in fields(domain.Connection)}
-    ),
-    ConnectionRow.credentials_ciphertext.is_not(None).label("has_credentials"),
+def _connection_column(name: str) -> KeyedColumnElement[Any]:
+    if name == "has_credentials":
+        return ConnectionRow.credentials_ciphertext.is_not(None).label("has_credentials")
+    return ConnectionRow.__table__.c[name]
+
+
+# A connection's record, column for field in order, so that a row is its arguments
+# (`connection_of_columns`): a page reads 20 values a row, and a Row's attributes cost four
+# times its items. Scheduling columns are left out, and the ciphertext is only tested.
+_CONNECTION_COLUMNS: tuple[KeyedColumnElement[Any], ...] = tuple(
+    _connection_column(field.name) for field in fields(domain.Connection)
 )
+
+
+def connection_of_columns(row: Row[Any]) -> domain.Connection:
+    """The record of a row selecting `columns(ConnectionRow)`."""
+    return domain.Connection(*row)  # type: ignore[call-arg]  # one column per field
 
 
 def consumer(row: ConsumerRow | Row[Any]) -> domain.Consumer:
