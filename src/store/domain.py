@@ -154,11 +154,12 @@ class Use:
     id: int
     connection_id: int
     kind: str
-    kind_label: str
     name: str
     status: UseStatus
     last_run_at: datetime | None
     last_error: str | None
+    # Last, after the columns of its own table: see `store.records.use_of_columns`.
+    kind_label: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ def page_of(items: Sequence[T], page: PageRequest, row_id: Callable[[T], int]) -
     visible = items[: page.first]
     return Page(
         items=tuple(visible),
-        row_ids=tuple(row_id(item) for item in visible),
+        row_ids=tuple(map(row_id, visible)),
         has_next_page=len(items) > page.first,
         has_previous_page=page.after is not None,
     )

@@ -14,7 +14,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from operator import attrgetter
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -326,17 +327,28 @@ async def list_checks(
 # --- batch lookups (DataLoader shape: ids in, one statement, mapping out) -----------------------
 
 
-async def _core(
-    session: AsyncSession, statement: Select[Any], *conditions: ColumnElement[bool]
+def _by_ids(model: Any) -> Select[Any]:
+    """`records.columns(model)` of the rows whose id is in the expanding parameter `ids`."""
+    return select(*records.columns(model)).where(model.id.in_(bindparam("ids", expanding=True)))
+
+
+# Built once: a statement built per call costs its construction and its cache key each time.
+_CONSUMERS_BY_ID = _by_ids(ConsumerRow)
+_CONNECTORS_BY_ID = _by_ids(ConnectorRow)
+_CONNECTIONS_BY_ID = _by_ids(ConnectionRow)
+
+
+async def _core_by_ids(
+    session: AsyncSession, statement: Select[Any], ids: Iterable[int]
 ) -> Sequence[Row[Any]]:
     """Core rows on the session's connection: no ORM instance per row on the hot lookups."""
     connection = await session.connection()
-    rows: Sequence[Row[Any]] = (await connection.execute(statement.where(*conditions))).all()
+    rows: Sequence[Row[Any]] = (await connection.execute(statement, {"ids": list(set(ids))})).all()
     return rows
 
 
 async def consumers_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, domain.Consumer]:
-    rows = await _core(session, select(*records.columns(ConsumerRow)), ConsumerRow.id.in_(set(ids)))
+    rows = await _core_by_ids(session, _CONSUMERS_BY_ID, ids)
     return {row.id: records.consumer(row) for row in rows}
 
 
@@ -352,9 +364,7 @@ async def consumers_by_external_id(
 async def connectors_by_id(
     session: AsyncSession, ids: Iterable[int]
 ) -> dict[int, domain.Connector]:
-    rows = await _core(
-        session, select(*records.columns(ConnectorRow)), ConnectorRow.id.in_(set(ids))
-    )
+    rows = await _core_by_ids(session, _CONNECTORS_BY_ID, ids)
     return {row.id: records.connector(row) for row in rows}
 
 
@@ -368,9 +378,7 @@ async def connectors_by_slug(
 async def connections_by_id(
     session: AsyncSession, ids: Iterable[int]
 ) -> dict[int, domain.Connection]:
-    rows = await _core(
-        session, select(*records.columns(ConnectionRow)), ConnectionRow.id.in_(set(ids))
-    )
+    rows = await _core_by_ids(session, _CONNECTIONS_BY_ID, ids)
     return {row.id: records.connection_of_columns(row) for row in rows}
 
 
@@ -495,17 +503,21 @@ def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+_USE_SUMMARIES = (
+    select(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, UseRow.status, func.count())
+    .join(UseKindRow, UseKindRow.kind == UseRow.kind)
+    .where(UseRow.connection_id.in_(bindparam("ids", expanding=True)))
+    .group_by(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, UseRow.status)
+)
+
+
 async def use_summaries(
     session: AsyncSession, connection_ids: Iterable[int]
 ) -> dict[int, domain.UseSummary]:
     """ "Used for" and instance health of each connection, from one GROUP BY."""
     wanted = set(connection_ids)
-    rows = await session.execute(
-        select(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, UseRow.status, func.count())
-        .join(UseKindRow, UseKindRow.kind == UseRow.kind)
-        .where(UseRow.connection_id.in_(wanted))
-        .group_by(UseRow.connection_id, UseKindRow.kind, UseKindRow.label, UseRow.status)
-    )
+    connection = await session.connection()
+    rows = await connection.execute(_USE_SUMMARIES, {"ids": list(wanted)})
     kinds: dict[int, dict[tuple[str, str], int]] = {connection_id: {} for connection_id in wanted}
     statuses: dict[int, dict[UseStatus, int]] = {
         connection_id: defaultdict(int) for connection_id in wanted
@@ -609,22 +621,31 @@ async def sync_activation_counts(
 # --- nested lists: one statement for the pages of every parent ---------------------------------
 
 
-async def _pages_per_parent(
-    session: AsyncSession,
+class _RankedPages(NamedTuple):
+    """A statement for the first rows of each parent, and where a row names its parent."""
+
+    statement: Select[Any]
+    parent_key: str
+    # Where a Core row holds the parent's id; None for rows of SyncActivationRow entities.
+    parent_index: int | None
+
+
+def _ranked_pages(
     entity: Any,
     parent_column: InstrumentedAttribute[int],
-    parent_ids: Iterable[int],
     conditions: list[ColumnElement[bool]],
-    page: PageRequest,
-    *,
+    after: bool,
     extra_columns: tuple[Any, ...] = (),
     joins: tuple[Any, ...] = (),
-) -> dict[int, list[tuple[Any, ...]]]:
-    """The first `page.first + 1` rows of each parent (ROW_NUMBER per parent), keyed by parent.
+) -> _RankedPages:
+    """The first `:row_limit` rows (ROW_NUMBER per parent) of each parent in the expanding
+    `:parent_ids`, after `:after_id` when `after`: rows of `records.columns(entity)` then
+    `extra_columns`, or for SyncActivationRow, whose record needs its `steps` relationship,
+    rows of the ORM entity then `extra_columns`.
 
     One statement whatever the number of parents: a page of 200 consumers costs what 10 do.
+    Callers cache it per filter: building and keying it cost more than running its SQL.
     """
-    wanted = set(parent_ids)
     id_column = entity.id
     rank = func.row_number().over(partition_by=parent_column, order_by=id_column).label("rank")
     own_columns = records.columns(entity)
@@ -632,33 +653,42 @@ async def _pages_per_parent(
     inner = select(*selected, *extra_columns, rank)
     for target, on in joins:
         inner = inner.join(target, on)
-    inner = inner.where(parent_column.in_(wanted), *conditions)
-    if page.after_id is not None:
-        inner = inner.where(id_column > page.after_id)
+    inner = inner.where(parent_column.in_(bindparam("parent_ids", expanding=True)), *conditions)
+    if after:
+        inner = inner.where(id_column > bindparam("after_id"))
     ranked = inner.subquery()
     extras = [ranked.c[column.key] for column in extra_columns]
-    out: dict[int, list[tuple[Any, ...]]] = {parent_id: [] for parent_id in wanted}
-    if entity is SyncActivationRow:  # its record needs the `steps` relationship: ORM rows
-        statement = (
-            select(aliased(entity, ranked), *extras)
-            .where(ranked.c.rank <= page.first + 1)
-            .order_by(ranked.c[parent_column.key], ranked.c.id)
-        )
-        for row in await session.execute(statement):
-            out[getattr(row[0], parent_column.key)].append(tuple(row))
-        return out
-    # Others as Core rows of the entity's columns (the records accept either), extras apart.
+    first_rows = ranked.c.rank <= bindparam("row_limit")
+    ordered = (ranked.c[parent_column.key], ranked.c.id)
+    if entity is SyncActivationRow:
+        statement = select(aliased(entity, ranked), *extras).where(first_rows).order_by(*ordered)
+        return _RankedPages(statement, parent_column.key, None)
     own = [ranked.c[column.key] for column in own_columns]
-    statement = (
-        select(*own, *extras)
-        .where(ranked.c.rank <= page.first + 1)
-        .order_by(ranked.c[parent_column.key], ranked.c.id)
-    )
-    width = len(own)
+    statement = select(*own, *extras).where(first_rows).order_by(*ordered)
+    parent_index = [column.key for column in own_columns].index(parent_column.key)
+    return _RankedPages(statement, parent_column.key, parent_index)
+
+
+async def _pages_per_parent(
+    session: AsyncSession,
+    ranked: _RankedPages,
+    parent_ids: Iterable[int],
+    page: PageRequest,
+) -> dict[int, list[Row[Any]]]:
+    """The first `page.first + 1` rows of each parent, keyed by parent (every parent listed)."""
+    wanted = set(parent_ids)
+    parameters: dict[str, Any] = {"parent_ids": list(wanted), "row_limit": page.first + 1}
+    if page.after_id is not None:
+        parameters["after_id"] = page.after_id
+    out: dict[int, list[Row[Any]]] = {parent_id: [] for parent_id in wanted}
+    parent_index = ranked.parent_index
+    if parent_index is None:
+        for row in await session.execute(ranked.statement, parameters):
+            out[getattr(row[0], ranked.parent_key)].append(row)
+        return out
     connection = await session.connection()
-    for row in await connection.execute(statement):
-        # The row itself stands for the entity: the records read its columns by name.
-        out[getattr(row, parent_column.key)].append((row, *row[width:]))
+    for row in (await connection.execute(ranked.statement, parameters)).all():
+        out[row[parent_index]].append(row)
     return out
 
 
@@ -680,12 +710,15 @@ async def _counts_per_parent(
 
 
 def _cut(
-    rows: dict[int, list[tuple[Any, ...]]], page: PageRequest, convert: Any
+    rows: dict[int, list[Row[Any]]], page: PageRequest, convert: Callable[[Row[Any]], Any]
 ) -> dict[int, Page[Any]]:
     return {
-        parent_id: page_of([convert(*row) for row in parent_rows], page, lambda r: r.id)
+        parent_id: page_of(list(map(convert, parent_rows)), page, _row_id)
         for parent_id, parent_rows in rows.items()
     }
+
+
+_row_id = attrgetter("id")
 
 
 async def connections_per_parent(
@@ -696,11 +729,15 @@ async def connections_per_parent(
     page: PageRequest,
 ) -> dict[int, Page[domain.Connection]]:
     """Pages of connections per consumer (`parent="consumer"`) or per connector."""
-    column = ConnectionRow.consumer_id if parent == "consumer" else ConnectionRow.connector_id
-    rows = await _pages_per_parent(
-        session, ConnectionRow, column, parent_ids, connection_conditions(f), page
-    )
+    ranked = _connection_pages(parent, f, page.after is not None)
+    rows = await _pages_per_parent(session, ranked, parent_ids, page)
     return _cut(rows, page, records.connection_of_columns)
+
+
+@functools.lru_cache(maxsize=128)
+def _connection_pages(parent: str, f: ConnectionFilter, after: bool) -> _RankedPages:
+    column = ConnectionRow.consumer_id if parent == "consumer" else ConnectionRow.connector_id
+    return _ranked_pages(ConnectionRow, column, connection_conditions(f), after)
 
 
 async def count_connections_per_parent(
@@ -714,16 +751,21 @@ async def uses_per_connection(
     session: AsyncSession, connection_ids: Iterable[int], f: UseFilter, page: PageRequest
 ) -> dict[int, Page[domain.Use]]:
     rows = await _pages_per_parent(
-        session,
+        session, _use_pages(f, page.after is not None), connection_ids, page
+    )
+    return _cut(rows, page, records.use_of_columns)
+
+
+@functools.lru_cache(maxsize=128)
+def _use_pages(f: UseFilter, after: bool) -> _RankedPages:
+    return _ranked_pages(
         UseRow,
         UseRow.connection_id,
-        connection_ids,
         use_conditions(f),
-        page,
+        after,
         extra_columns=(UseKindRow.label,),
         joins=((UseKindRow, UseKindRow.kind == UseRow.kind),),
     )
-    return _cut(rows, page, records.use)
 
 
 async def count_uses_per_connection(
@@ -742,11 +784,15 @@ async def activations_per_parent(
     page: PageRequest,
 ) -> dict[int, Page[domain.SyncActivation]]:
     """Pages of sync activations per consumer (`parent="consumer"`) or per sync."""
+    ranked = _activation_pages(parent, f, page.after is not None)
+    rows = await _pages_per_parent(session, ranked, parent_ids, page)
+    return _cut(rows, page, lambda row: records.sync_activation(row[0]))
+
+
+@functools.lru_cache(maxsize=128)
+def _activation_pages(parent: str, f: SyncActivationFilter, after: bool) -> _RankedPages:
     column = SyncActivationRow.consumer_id if parent == "consumer" else SyncActivationRow.sync_id
-    rows = await _pages_per_parent(
-        session, SyncActivationRow, column, parent_ids, sync_activation_conditions(f), page
-    )
-    return _cut(rows, page, records.sync_activation)
+    return _ranked_pages(SyncActivationRow, column, sync_activation_conditions(f), after)
 
 
 async def count_activations_per_parent(

@@ -28,6 +28,8 @@ def columns(model: Any) -> tuple[KeyedColumnElement[Any], ...]:
     """The columns `model`'s record reads, to select Core rows the functions below accept."""
     if model is ConnectionRow:
         return _CONNECTION_COLUMNS
+    if model is UseRow:
+        return _USE_COLUMNS
     return tuple(model.__table__.c)
 
 
@@ -48,6 +50,18 @@ _CONNECTION_COLUMNS: tuple[KeyedColumnElement[Any], ...] = tuple(
 def connection_of_columns(row: Row[Any]) -> domain.Connection:
     """The record of a row selecting `columns(ConnectionRow)`."""
     return domain.Connection(*row)  # type: ignore[call-arg]  # one column per field
+
+
+# A use's record but its kind's label, column for field in order: a row of these and the
+# label is its arguments (`use_of_columns`).
+_USE_COLUMNS: tuple[KeyedColumnElement[Any], ...] = tuple(
+    UseRow.__table__.c[field.name] for field in fields(domain.Use) if field.name != "kind_label"
+)
+
+
+def use_of_columns(row: Row[Any]) -> domain.Use:
+    """The record of a row selecting `columns(UseRow)` then the label of the use's kind."""
+    return domain.Use(*row)  # type: ignore[call-arg]  # one column per field
 
 
 def consumer(row: ConsumerRow | Row[Any]) -> domain.Consumer:
