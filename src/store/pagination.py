@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select
+from sqlalchemy import Select, bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -102,20 +102,32 @@ async def paginate(
     return _page_of_rows(rows, page, to_record)
 
 
+def keyset_page(statement: Select[Any], id_column: Any, after: bool) -> Select[Any]:
+    """`statement` (selecting Core rows with an `id`) as one page: ordered by `id_column`,
+    `:row_limit` rows, after `:after_id` when `after`. Parameters from `page_parameters`."""
+    if after:
+        statement = statement.where(id_column > bindparam("after_id"))
+    return statement.order_by(id_column).limit(bindparam("row_limit"))
+
+
+def page_parameters(page: PageRequest) -> dict[str, int]:
+    """The parameters of a `keyset_page` statement: one row more than the page shows."""
+    parameters = {"row_limit": page.first + 1}
+    after_id = page.after_id
+    if after_id is not None:
+        parameters["after_id"] = after_id
+    return parameters
+
+
 async def paginate_rows(
     session: AsyncSession,
-    statement: Select[Any],
-    id_column: Any,
+    keyset: Select[Any],
     page: PageRequest,
     to_record: Callable[[Any], T],
 ) -> Page[T]:
-    """`paginate` for a statement selecting columns (Core rows with an `id`), not an entity."""
-    after_id = page.after_id
-    if after_id is not None:
-        statement = statement.where(id_column > after_id)
-    statement = statement.order_by(id_column).limit(page.first + 1)
+    """Run a `keyset_page` statement for `page`: `paginate` for Core rows, not an entity."""
     connection = await session.connection()
-    rows = (await connection.execute(statement)).all()
+    rows = (await connection.execute(keyset, page_parameters(page))).all()
     return _page_of_rows(rows, page, to_record)
 
 

@@ -67,7 +67,7 @@ from store.models import (
     UseRow,
     step_bit,
 )
-from store.pagination import Page, PageRequest, page_of, paginate, paginate_rows
+from store.pagination import Page, PageRequest, keyset_page, page_of, paginate, paginate_rows
 
 T = TypeVar("T")
 
@@ -249,8 +249,14 @@ async def _count(session: AsyncSession, model: Any, conditions: list[ColumnEleme
 async def list_consumers(
     session: AsyncSession, f: ConsumerFilter, page: PageRequest
 ) -> Page[domain.Consumer]:
-    stmt = select(*records.columns(ConsumerRow)).where(*consumer_conditions(f))
-    return await paginate_rows(session, stmt, ConsumerRow.id, page, records.consumer)
+    keyset = _consumer_list(f, page.after is not None)
+    return await paginate_rows(session, keyset, page, records.consumer)
+
+
+@functools.lru_cache(maxsize=128)
+def _consumer_list(f: ConsumerFilter, after: bool) -> Select[Any]:
+    statement = select(*records.columns(ConsumerRow)).where(*consumer_conditions(f))
+    return keyset_page(statement, ConsumerRow.id, after)
 
 
 async def count_consumers(session: AsyncSession, f: ConsumerFilter) -> int:
@@ -260,8 +266,14 @@ async def count_consumers(session: AsyncSession, f: ConsumerFilter) -> int:
 async def list_connectors(
     session: AsyncSession, f: ConnectorFilter, page: PageRequest
 ) -> Page[domain.Connector]:
-    stmt = select(*records.columns(ConnectorRow)).where(*connector_conditions(f))
-    return await paginate_rows(session, stmt, ConnectorRow.id, page, records.connector)
+    keyset = _connector_list(f, page.after is not None)
+    return await paginate_rows(session, keyset, page, records.connector)
+
+
+@functools.lru_cache(maxsize=128)
+def _connector_list(f: ConnectorFilter, after: bool) -> Select[Any]:
+    statement = select(*records.columns(ConnectorRow)).where(*connector_conditions(f))
+    return keyset_page(statement, ConnectorRow.id, after)
 
 
 async def count_connectors(session: AsyncSession, f: ConnectorFilter) -> int:
@@ -271,8 +283,14 @@ async def count_connectors(session: AsyncSession, f: ConnectorFilter) -> int:
 async def list_connections(
     session: AsyncSession, f: ConnectionFilter, page: PageRequest
 ) -> Page[domain.Connection]:
-    stmt = select(*records.columns(ConnectionRow)).where(*connection_conditions(f))
-    return await paginate_rows(session, stmt, ConnectionRow.id, page, records.connection_of_columns)
+    keyset = _connection_list(f, page.after is not None)
+    return await paginate_rows(session, keyset, page, records.connection_of_columns)
+
+
+@functools.lru_cache(maxsize=128)
+def _connection_list(f: ConnectionFilter, after: bool) -> Select[Any]:
+    statement = select(*records.columns(ConnectionRow)).where(*connection_conditions(f))
+    return keyset_page(statement, ConnectionRow.id, after)
 
 
 async def count_connections(session: AsyncSession, f: ConnectionFilter) -> int:
