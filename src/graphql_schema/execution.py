@@ -211,6 +211,10 @@ def resolver_field(
 
 KnownField = PlainField | PlainObjectField | ResolverField
 
+# The fields of a selection on one object type: response name, field group, how it runs
+# (None: through graphql-core).
+Plan = tuple[tuple[str, FieldDetailsList, KnownField | None], ...]
+
 # Per object type of a schema; weak so that schemas built and dropped (tests) are not kept.
 _fields: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, KnownField]] = (
     weakref.WeakKeyDictionary()
@@ -254,9 +258,9 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         # Converted arguments per field group of the document, kept with the group (the key
         # is its id, as graphql-core memoizes sub-selections).
         self._arguments: dict[int, tuple[FieldDetailsList, dict[str, Any]]] = {}
-        self._plans: dict[
-            tuple[GraphQLObjectType, int],
-            tuple[GroupedFieldSet, tuple[tuple[str, FieldDetailsList, KnownField | None], ...]],
+        self._plans: dict[int, tuple[GroupedFieldSet, Plan]] = {}
+        self._subfield_plans: dict[
+            tuple[GraphQLObjectType, int], tuple[FieldDetailsList, Plan | None]
         ] = {}
         self._shapes: dict[GraphQLOutputType, _Shape] = {}
         self._streamable = self.schema.get_directive("stream") is not None
@@ -273,19 +277,37 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
             )
+        return self._execute_plan(
+            parent_type,
+            source_value,
+            path,
+            self._plan(parent_type, grouped_field_set),
+            position_context,
+        )
+
+    def _execute_plan(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        plan: Plan,
+        position_context: Any,
+    ) -> Any:
+        """`execute_fields` for the fields of a `Plan`."""
         is_awaitable = self.is_awaitable
         results: dict[str, Any] = {}
         awaitable_fields: list[str] = []
         try:
-            for response_name, field_details_list, known in self._plan(
-                parent_type, grouped_field_set
-            ):
+            for response_name, field_details_list, known in plan:
                 if type(known) is PlainField:
                     try:
                         value = known.read(source_value)
                     except Exception as raw_error:
                         # What graphql-core makes of a resolver that returns its error.
                         value = raw_error
+                    if value is None and not known.non_null:
+                        results[response_name] = None
+                        continue
                     completed = known.coerce_common(value)
                     if completed is _UNDECIDED:
                         completed = _coerce_plain(known, value, is_awaitable)
@@ -337,12 +359,10 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
             return results
         return self._gather_fields(results, awaitable_fields)
 
-    def _plan(
-        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
-    ) -> tuple[tuple[str, FieldDetailsList, KnownField | None], ...]:
-        """Each field of the set with how it is executed, found once per set and request."""
-        key = (parent_type, id(grouped_field_set))
-        cached = self._plans.get(key)
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> Plan:
+        """Each field of the set with how it is executed, found once per set and request
+        (a set is collected for one object type: its id is key enough)."""
+        cached = self._plans.get(id(grouped_field_set))
         if cached is not None:
             return cached[1]
         fields = fields_of(self.schema, parent_type)
@@ -351,7 +371,7 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
             for response_name, field_details_list in grouped_field_set.items()
         )
         # The set is kept with its plan so that its id is not reused during the request.
-        self._plans[key] = (grouped_field_set, plan)
+        self._plans[id(grouped_field_set)] = (grouped_field_set, plan)
         return plan
 
     def complete_value(
@@ -407,14 +427,22 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         result: Any,
         position_context: Any,
     ) -> Any:
-        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
-            object_type, field_details_list
-        )
-        if new_defer_usages or position_context is not None:
+        key = (object_type, id(field_details_list))
+        cached = self._subfield_plans.get(key)
+        if cached is None:
+            grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+                object_type, field_details_list
+            )
+            # Deferred fragments need graphql-core's incremental executor.
+            plan = None if new_defer_usages else self._plan(object_type, grouped_field_set)
+            # Kept with the group (graphql-core memoizes on its id the same way).
+            cached = self._subfield_plans[key] = (field_details_list, plan)
+        plan = cached[1]
+        if plan is None or position_context is not None or not self._inline:
             return self.collect_and_execute_subfields(
                 object_type, field_details_list, path, result, position_context
             )
-        return self.execute_fields(object_type, result, path, grouped_field_set, None)
+        return self._execute_plan(object_type, result, path, plan, None)
 
     def _complete_object_list(
         self,
