@@ -548,23 +548,11 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         position_context: Any,
     ) -> Any:
-        """graphql-core's `execute_field` from the point where the value has been resolved."""
-        return_type = field.type
+        """graphql-core's `execute_field` for a value read without a resolve info."""
         info = self.build_resolve_info(field, to_nodes(field_details_list), parent_type, path)
-        try:
-            if self.is_awaitable(value):
-                return self.complete_awaitable_value(
-                    return_type, field_details_list, info, path, value, position_context
-                )
-            completed = self.complete_value(
-                return_type, field_details_list, info, path, value, position_context
-            )
-            if self.is_awaitable(completed):
-                return self._await_completed(completed, return_type, field_details_list, path)
-        except Exception as raw_error:
-            self.handle_field_error(raw_error, return_type, field_details_list, path)
-            return None
-        return completed
+        return self._complete_resolved(
+            field.type, field_details_list, info, path, value, position_context
+        )
 
     def _execute_resolver_field(
         self,
@@ -582,6 +570,24 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
         )
         try:
             result = self._call_resolver(field, source, field_details_list, info)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return self._complete_resolved(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _complete_resolved(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        """The rest of graphql-core's `execute_field` once the field's value is known."""
+        try:
             if self.is_awaitable(result):
                 return self.complete_awaitable_value(
                     return_type, field_details_list, info, path, result, position_context

@@ -21,7 +21,8 @@ class Node:
     @strawberry.field
     def id(self) -> strawberry.ID:
         # Encoded when selected: a page wraps many more objects than it shows ids of.
-        return strawberry.ID(to_global_id(type(self).__strawberry_definition__.name, self._row_id))  # type: ignore[attr-defined]
+        type_name: str = type(self).__strawberry_definition__.name  # type: ignore[attr-defined]
+        return strawberry.ID(to_global_id(type_name, self._row_id))
 
 
 @strawberry.type

@@ -72,8 +72,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
-        # A page of connections reads eight timestamps a row: one function per value instead
-        # of TypeDecorator's two and the dialect's, the same result.
+        # A page of connections reads five timestamps a row: one function per value instead of
+        # TypeDecorator's two and the dialect's, with the same result.
         parse = self.impl_instance.result_processor(dialect, coltype)
         if dialect.name != "sqlite" or parse is None:
             return super().result_processor(dialect, coltype)

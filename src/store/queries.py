@@ -11,7 +11,7 @@ import functools
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -246,17 +246,21 @@ async def _count(session: AsyncSession, model: Any, conditions: list[ColumnEleme
     )
 
 
+@functools.lru_cache(maxsize=128)
+def _list_page(
+    model: Any, conditions: Callable[[Any], list[ColumnElement[bool]]], f: Hashable, after: bool
+) -> Select[Any]:
+    """A `keyset_page` of `records.columns(model)` under `conditions(f)`, built once per filter:
+    building and keying it cost more than running its SQL."""
+    statement = select(*records.columns(model)).where(*conditions(f))
+    return keyset_page(statement, model.id, after)
+
+
 async def list_consumers(
     session: AsyncSession, f: ConsumerFilter, page: PageRequest
 ) -> Page[domain.Consumer]:
-    keyset = _consumer_list(f, page.after is not None)
+    keyset = _list_page(ConsumerRow, consumer_conditions, f, page.after is not None)
     return await paginate_rows(session, keyset, page, records.consumer)
-
-
-@functools.lru_cache(maxsize=128)
-def _consumer_list(f: ConsumerFilter, after: bool) -> Select[Any]:
-    statement = select(*records.columns(ConsumerRow)).where(*consumer_conditions(f))
-    return keyset_page(statement, ConsumerRow.id, after)
 
 
 async def count_consumers(session: AsyncSession, f: ConsumerFilter) -> int:
@@ -266,14 +270,8 @@ async def count_consumers(session: AsyncSession, f: ConsumerFilter) -> int:
 async def list_connectors(
     session: AsyncSession, f: ConnectorFilter, page: PageRequest
 ) -> Page[domain.Connector]:
-    keyset = _connector_list(f, page.after is not None)
+    keyset = _list_page(ConnectorRow, connector_conditions, f, page.after is not None)
     return await paginate_rows(session, keyset, page, records.connector)
-
-
-@functools.lru_cache(maxsize=128)
-def _connector_list(f: ConnectorFilter, after: bool) -> Select[Any]:
-    statement = select(*records.columns(ConnectorRow)).where(*connector_conditions(f))
-    return keyset_page(statement, ConnectorRow.id, after)
 
 
 async def count_connectors(session: AsyncSession, f: ConnectorFilter) -> int:
@@ -283,14 +281,8 @@ async def count_connectors(session: AsyncSession, f: ConnectorFilter) -> int:
 async def list_connections(
     session: AsyncSession, f: ConnectionFilter, page: PageRequest
 ) -> Page[domain.Connection]:
-    keyset = _connection_list(f, page.after is not None)
+    keyset = _list_page(ConnectionRow, connection_conditions, f, page.after is not None)
     return await paginate_rows(session, keyset, page, records.connection_of_columns)
-
-
-@functools.lru_cache(maxsize=128)
-def _connection_list(f: ConnectionFilter, after: bool) -> Select[Any]:
-    statement = select(*records.columns(ConnectionRow)).where(*connection_conditions(f))
-    return keyset_page(statement, ConnectionRow.id, after)
 
 
 async def count_connections(session: AsyncSession, f: ConnectionFilter) -> int:
