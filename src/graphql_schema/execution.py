@@ -475,27 +475,11 @@ class InliningExecutor(StrawberryGraphQLCoreExecutionContext):
                     or (is_type_of is not None and is_type_of(item, info) is not True)
                 ):
                     # Nulls, errors, awaitables and objects of another type: graphql-core's way.
+                    rest = (item_type, field_details_list, info, item_path, position_context)
                     if is_awaitable(item):
-                        completed_items.append(
-                            self.complete_awaitable_list_item_value(
-                                item,
-                                item_type,
-                                field_details_list,
-                                info,
-                                item_path,
-                                position_context,
-                            )
-                        )
+                        completed_items.append(self.complete_awaitable_list_item_value(item, *rest))
                         awaitable_indices.append(index)
-                    elif self.complete_list_item_value(
-                        item,
-                        completed_items,
-                        item_type,
-                        field_details_list,
-                        info,
-                        item_path,
-                        position_context,
-                    ):
+                    elif self.complete_list_item_value(item, completed_items, *rest):
                         awaitable_indices.append(index)
                     continue
                 try:
