@@ -31,6 +31,7 @@ from graphql_schema.types import (
     Sync,
     SyncActivation,
     Use,
+    node_selections,
     prime_connection_page,
 )
 from store import queries
@@ -146,8 +147,18 @@ class Query:
     ) -> relay.Connection[ConnectionNode]:
         f = connection_filter(filter, search, info.context.viewer)
         request = relay.page_request(first, after)
-        page = await info.context.read(lambda s: queries.list_connections(s, f, request))
-        await prime_connection_page(info, page.items)
+        selected = node_selections(info)
+        if selected.keys() & {"consumer", "connector", "heartbeat"}:
+            # Both ends of every connection from the page's own statement, into their loaders.
+            listed = await info.context.read(
+                lambda s: queries.list_connections_with_ends(s, f, request)
+            )
+            info.context.loaders.consumer.prime_many(listed.consumers)
+            info.context.loaders.connector.prime_many(listed.connectors)
+            page = listed.page
+        else:
+            page = await info.context.read(lambda s: queries.list_connections(s, f, request))
+        await prime_connection_page(info, page.items, selected)
         return relay.to_connection(
             page,
             ConnectionNode.from_record,

@@ -78,7 +78,7 @@ def _now_or_later(loader: DataLoader[K, V], key: K, wrap: Callable[[V], R]) -> R
     return later()
 
 
-def _node_selections(info: Info) -> dict[str, list[SelectedField]]:
+def node_selections(info: Info) -> dict[str, list[SelectedField]]:
     """The fields selected on the nodes of the connection being resolved (under `nodes` and
     `edges { node }`, through fragments), by name."""
     found: dict[str, list[SelectedField]] = defaultdict(list)
@@ -111,12 +111,16 @@ def _node_selections(info: Info) -> dict[str, list[SelectedField]]:
 _USE_SUMMARY_FIELDS = ("usedFor", "usedForSummary", "instanceHealth", "health")
 
 
-async def prime_connection_page(info: Info, records: Sequence[domain.Connection]) -> None:
-    """Load, in one batch per loader, what the selection asks of these connections, so their
-    fields resolve synchronously (`_now_or_later`). Same statements as the lazy path."""
+async def prime_connection_page(
+    info: Info,
+    records: Sequence[domain.Connection],
+    selected: dict[str, list[SelectedField]],
+) -> None:
+    """Load, in one batch per loader, what the `selected` fields (`node_selections`) ask of
+    these connections, so that they resolve synchronously (`_now_or_later`). Same statements as
+    the lazy path; a loader already primed with every key runs none."""
     if not records:
         return
-    selected = _node_selections(info)
     loaders = info.context.loaders
     loads: list[Awaitable[Any]] = []
     if "consumer" in selected:

@@ -99,7 +99,7 @@ async def paginate(
         statement = statement.where(id_column > after_id)
     statement = statement.order_by(id_column).limit(page.first + 1)
     rows: Sequence[Any] = (await session.scalars(statement)).all()
-    return _page_of_rows(rows, page, to_record)
+    return paginate_rows_of(rows, page, to_record)
 
 
 def keyset_page(statement: Select[Any], id_column: Any, after: bool) -> Select[Any]:
@@ -128,10 +128,13 @@ async def paginate_rows(
     """Run a `keyset_page` statement for `page`: `paginate` for Core rows, not an entity."""
     connection = await session.connection()
     rows = (await connection.execute(keyset, page_parameters(page))).all()
-    return _page_of_rows(rows, page, to_record)
+    return paginate_rows_of(rows, page, to_record)
 
 
-def _page_of_rows(rows: Sequence[Any], page: PageRequest, to_record: Callable[[Any], T]) -> Page[T]:
+def paginate_rows_of(
+    rows: Sequence[Any], page: PageRequest, to_record: Callable[[Any], T]
+) -> Page[T]:
+    """The page of the rows a `keyset_page` statement returned for `page`."""
     visible = rows[: page.first]
     return Page(
         items=tuple(to_record(row) for row in visible),

@@ -67,7 +67,16 @@ from store.models import (
     UseRow,
     step_bit,
 )
-from store.pagination import Page, PageRequest, keyset_page, page_of, paginate, paginate_rows
+from store.pagination import (
+    Page,
+    PageRequest,
+    keyset_page,
+    page_of,
+    page_parameters,
+    paginate,
+    paginate_rows,
+    paginate_rows_of,
+)
 
 T = TypeVar("T")
 
@@ -283,6 +292,47 @@ async def list_connections(
 ) -> Page[domain.Connection]:
     keyset = _list_page(ConnectionRow, connection_conditions, f, page.after is not None)
     return await paginate_rows(session, keyset, page, records.connection_of_columns)
+
+
+class ConnectionsWithEnds(NamedTuple):
+    """A page of connections with the consumer and the connector of each, by id."""
+
+    page: Page[domain.Connection]
+    consumers: dict[int, domain.Consumer]
+    connectors: dict[int, domain.Connector]
+
+
+async def list_connections_with_ends(
+    session: AsyncSession, f: ConnectionFilter, page: PageRequest
+) -> ConnectionsWithEnds:
+    """`list_connections` with each connection's consumer and connector in the same statement:
+    a page that shows them costs one statement, not three."""
+    keyset = _connections_with_ends(f, page.after is not None)
+    connection = await session.connection()
+    rows = (await connection.execute(keyset, page_parameters(page))).all()
+    consumers: dict[int, domain.Consumer] = {}
+    connectors: dict[int, domain.Connector] = {}
+
+    def connection_record(row: Row[Any]) -> domain.Connection:
+        record, consumer, connector = records.connection_with_ends(row)
+        consumers[consumer.id] = consumer
+        connectors[connector.id] = connector
+        return record
+
+    return ConnectionsWithEnds(
+        paginate_rows_of(rows, page, connection_record), consumers, connectors
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _connections_with_ends(f: ConnectionFilter, after: bool) -> Select[Any]:
+    statement = (
+        select(*records.CONNECTION_WITH_ENDS_COLUMNS)
+        .join(ConsumerRow, ConsumerRow.id == ConnectionRow.consumer_id)
+        .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
+        .where(*connection_conditions(f))
+    )
+    return keyset_page(statement, ConnectionRow.id, after)
 
 
 async def count_connections(session: AsyncSession, f: ConnectionFilter) -> int:

@@ -64,6 +64,38 @@ def use_of_columns(row: Row[Any]) -> domain.Use:
     return domain.Use(*row)  # type: ignore[call-arg]  # one column per field
 
 
+def _joined_columns(model: Any, record_type: Any) -> tuple[KeyedColumnElement[Any], ...]:
+    # Labelled: beside a connection's own columns, `id` or `name` would be ambiguous.
+    table = model.__table__
+    return tuple(
+        table.c[field.name].label(f"{table.name}__{field.name}") for field in fields(record_type)
+    )
+
+
+# A connection, then its consumer, then its connector, column for field in order: one row of
+# a page of connections with the records at both of its ends (`connection_with_ends`).
+_JOINED_CONSUMER_COLUMNS = _joined_columns(ConsumerRow, domain.Consumer)
+_JOINED_CONNECTOR_COLUMNS = _joined_columns(ConnectorRow, domain.Connector)
+CONNECTION_WITH_ENDS_COLUMNS: tuple[KeyedColumnElement[Any], ...] = (
+    *_CONNECTION_COLUMNS,
+    *_JOINED_CONSUMER_COLUMNS,
+    *_JOINED_CONNECTOR_COLUMNS,
+)
+_CONSUMER_START = len(_CONNECTION_COLUMNS)
+_CONNECTOR_START = _CONSUMER_START + len(_JOINED_CONSUMER_COLUMNS)
+
+
+def connection_with_ends(
+    row: Row[Any],
+) -> tuple[domain.Connection, domain.Consumer, domain.Connector]:
+    """The records of a row selecting `CONNECTION_WITH_ENDS_COLUMNS` (one column per field)."""
+    return (
+        domain.Connection(*row[:_CONSUMER_START]),
+        domain.Consumer(*row[_CONSUMER_START:_CONNECTOR_START]),
+        domain.Connector(*row[_CONNECTOR_START:]),
+    )
+
+
 def consumer(row: ConsumerRow | Row[Any]) -> domain.Consumer:
     return domain.Consumer(
         id=row.id,

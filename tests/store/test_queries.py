@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 from sqlalchemy import event, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from healthgraph.database import Database
 from store import derived, queries
@@ -152,7 +152,25 @@ async def test_connection_filters(db: Database, seeded: dict[str, int]) -> None:
         async with db.sessions() as session:
             page = await queries.list_connections(session, f, PageRequest())
             assert await queries.count_connections(session, f) == len(page.items)
+            await same_with_ends(session, f)
         return [c.name for c in page.items]
+
+    async def same_with_ends(session: AsyncSession, f: ConnectionFilter) -> None:
+        """The page with both ends of each connection is the same page, walked one by one."""
+        request = PageRequest(first=1)
+        while True:
+            page = await queries.list_connections(session, f, request)
+            listed = await queries.list_connections_with_ends(session, f, request)
+            assert listed.page == page
+            assert listed.consumers == await queries.consumers_by_id(
+                session, {c.consumer_id for c in page.items}
+            )
+            assert listed.connectors == await queries.connectors_by_id(
+                session, {c.connector_id for c in page.items}
+            )
+            if not page.has_next_page:
+                return
+            request = PageRequest(first=1, after=page.end_cursor)
 
     everything = ["Acme QuickBooks", "Acme Drive", "Globex Xero", "Initech QuickBooks"]
     assert await names(ConnectionFilter()) == everything
