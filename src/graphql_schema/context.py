@@ -101,9 +101,7 @@ class GraphQLContext:
             await self._end_read()
             async with self.sessions.begin() as session:
                 result = await command(session)
-        from graphql_schema.loaders import Loaders
-
-        self.loaders = Loaders(self)
+        self._forget_loaded()
         return result
 
     async def refresh(self) -> None:
@@ -113,15 +111,23 @@ class GraphQLContext:
         """
         async with self._lock:
             await self._end_read()
-        from graphql_schema.loaders import Loaders
+        self._forget_loaded()
 
-        self.loaders = Loaders(self)
+    async def close(self) -> None:
+        """End the request's reads and let go of what its loaders hold."""
+        async with self._lock:
+            await self._end_read()
+        self._forget_loaded()
 
     async def _end_read(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def close(self) -> None:
-        async with self._lock:
-            await self._end_read()
+    def _forget_loaded(self) -> None:
+        from graphql_schema.loaders import Loaders
+
+        # The loaders' functions hold this context, which holds them: a cycle that only the
+        # collector could free, with every record the request loaded in it. Replaced, they are
+        # freed as soon as the request's result no longer needs them.
+        self.loaders = Loaders(self)

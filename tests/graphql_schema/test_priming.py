@@ -3,6 +3,8 @@ of the lazy path, and the statements as few whatever the page size."""
 
 from __future__ import annotations
 
+import gc
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import event
@@ -115,3 +117,23 @@ async def test_a_bad_nested_page_size_is_still_the_fields_error(db: Database) ->
     assert result.data is None
     assert result.errors is not None
     assert {error.message for error in result.errors} == {"first: 501 is out of range; use 0..500"}
+
+
+async def test_a_request_leaves_nothing_for_the_collector_to_free(db: Database) -> None:
+    """What a request loaded is freed by reference counting when it ends: no cycle through its
+    loaders keeps the records until a collection (one landing in a request is its p99)."""
+    await _seed(db)
+    document = f"{{ connections(first: 50) {{ nodes {{ {NODE} }} }} }}"
+    await _run(db, document)  # warm: parsed, validated, statements compiled
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        data, _ = await _run(db, document)
+        gc.collect()
+        garbage = Counter(type(value).__name__ for value in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert len(data["connections"]["nodes"]) == 8
+    loaded = ("DataLoader", "Future", "Page", "Connection", "Use", "UseSummary", "Consumer")
+    assert {name: garbage[name] for name in loaded} == dict.fromkeys(loaded, 0)
