@@ -12,7 +12,11 @@ never read twice.
 
 Fields with a *resolver* and nothing around it are called directly, with their arguments
 coerced and converted once per field of the document instead of once per object (strawberry
-converts them on every call). Their results are completed by graphql-core as before.
+converts them on every call).
+
+An object value, or each object of a list, goes straight to its fields through a *plan* made
+once per selection (which fields, and how each runs); nulls, errors, awaitables and objects of
+another type are left to graphql-core's `complete_value`.
 """
 
 from __future__ import annotations
