@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import strawberry
+from strawberry.types.base import get_object_definition
 
 from graphql_schema.ids import to_global_id
 from store.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest
@@ -21,7 +22,7 @@ class Node:
     @strawberry.field
     def id(self) -> strawberry.ID:
         # Encoded when selected: a page wraps many more objects than it shows ids of.
-        type_name: str = type(self).__strawberry_definition__.name  # type: ignore[attr-defined]
+        type_name = get_object_definition(type(self), strict=True).name
         return strawberry.ID(to_global_id(type_name, self._row_id))
 
 
