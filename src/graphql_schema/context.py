@@ -58,7 +58,8 @@ def _no_key_ring() -> KeyRing:
 class Services:
     """What the composition root lends the schema (filled in by `healthgraph.app`)."""
 
-    guard: AddressGuard | None = None
+    # The outbound policy every heartbeat URL is saved under (the probes' address guard).
+    guard: AddressGuard = field(default_factory=AddressGuard)
     key_ring: Callable[[], KeyRing] = _no_key_ring
     link_signer: LinkSigner | None = None
     public_url: str = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from store import domain
+from store import credentials, domain
 
 ConnectionState = strawberry.enum(domain.ConnectionState, name="ConnectionState")
 ConnectionStatus = strawberry.enum(domain.ConnectionStatus, name="ConnectionStatus")
@@ -16,3 +16,4 @@ FailureReason = strawberry.enum(domain.FailureReason, name="FailureReason")
 IssueCode = strawberry.enum(domain.IssueCode, name="IssueCode")
 ProbeKind = strawberry.enum(domain.ProbeKind, name="ProbeKind")
 TokenScope = strawberry.enum(domain.TokenScope, name="TokenScope")
+CredentialKind = strawberry.enum(credentials.CredentialKind, name="CredentialKind")

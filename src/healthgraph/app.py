@@ -282,5 +282,11 @@ def _services(settings: Settings) -> Services:
 
 async def load_demo(database: Database, settings: Settings) -> None:
     async with database.sessions.begin() as session:
-        report = await apply_catalog(session, demo_catalog(settings.base_url), "demo catalog", None)
+        report = await apply_catalog(
+            session,
+            demo_catalog(settings.base_url),
+            "demo catalog",
+            None,
+            outbound=AddressGuard(settings.allow_targets),
+        )
     log.info("demo catalog: %s", report.summary())

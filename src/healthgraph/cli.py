@@ -20,14 +20,16 @@ from healthgraph.catalog.export import dump_yaml, export_catalog
 from healthgraph.catalog.spec import CatalogSpec, load_catalog_file
 from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError, SettingsError
-from healthgraph.keys import add_key_to_file, retire_old_keys, rotate_keys
+from healthgraph.keys import add_key_to_file, retire_old_keys
 from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
 from healthgraph.worker import run_event_loop, run_until_signalled
+from probes.guard import AddressGuard
 from store.domain import StatusChange, TokenScope
 from store.engine import create_engine
 from store.errors import StoreError
 from store.events import broadcaster_for
+from store.keys import reencrypt_credentials
 from store.migrate import current_revision, upgrade_database
 from store.tokens import create_token
 
@@ -189,12 +191,12 @@ async def _keys_rotate(settings: Settings) -> int:
     database = await open_database(settings.database_url)
     try:
         if settings.secret_keys:
-            count = await rotate_keys(database.sessions, settings.key_ring())
+            count = await reencrypt_credentials(database.sessions, settings.key_ring())
             advice = "; the other keys of HEALTHGRAPH_SECRET_KEYS can now be removed"
         else:
             key_file = settings.key_file()
             settings.key_ring()  # the key file exists from here on
-            count = await rotate_keys(database.sessions, add_key_to_file(key_file))
+            count = await reencrypt_credentials(database.sessions, add_key_to_file(key_file))
             retire_old_keys(key_file)
             advice = f"; {key_file} now holds only the new key"
     finally:
@@ -227,7 +229,14 @@ async def _apply(
     try:
         try:
             async with database.sessions.begin() as session:
-                report = await apply_catalog(session, spec, source, key_ring, prune=prune)
+                report = await apply_catalog(
+                    session,
+                    spec,
+                    source,
+                    key_ring,
+                    outbound=AddressGuard(settings.allow_targets),
+                    prune=prune,
+                )
                 if dry_run:
                     raise _Rollback
         except _Rollback:

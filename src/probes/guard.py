@@ -207,3 +207,14 @@ class AddressGuard:
             await self.resolve(endpoint.host, endpoint.port)
         except socket.gaierror:
             return
+
+    async def refusal(self, url: str) -> str | None:
+        """`store.outbound.OutboundPolicy`: why `url` may not be a target, or None.
+
+        What the store's commands ask before they save a heartbeat or webhook URL.
+        """
+        try:
+            await self.check_url(url)
+        except (BlockedAddressError, ProbeConfigError) as exc:
+            return str(exc)
+        return None

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from probes.errors import ProbeConfigError
 from probes.redact import MAX_ERROR_CHARS
+from store.credentials import CredentialKind, validate_secret
 from store.domain import FailureReason
-
-CredentialKind = Literal["bearer", "basic", "header", "query"]
-CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "bearer": ("token",),
-    "basic": ("username", "password"),
-    "header": ("name", "value"),
-    "query": ("name", "value"),
-}
-# RFC 9110 token characters: anything else in a header name would let a value smuggle lines.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+from store.errors import ValidationError
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,27 +53,17 @@ class Credentials:
     @classmethod
     def from_secret(cls, secret: Mapping[str, Any]) -> Credentials:
         """From the decrypted dict; ProbeConfigError names a bad field, never its value."""
-        kind = secret.get("kind")
-        if kind not in CREDENTIAL_FIELDS:
-            raise ProbeConfigError(
-                f"credentials kind {kind!r} is not one of {', '.join(CREDENTIAL_FIELDS)}"
-            )
-        values: dict[str, str] = {}
-        for name in CREDENTIAL_FIELDS[kind]:
-            value = secret.get(name)
-            if not isinstance(value, str) or not value:
-                raise ProbeConfigError(f"{kind} credentials need a non-empty string {name!r}")
-            if "\r" in value or "\n" in value:
-                raise ProbeConfigError(f"{kind} credentials: {name!r} must be a single line")
-            values[name] = value
-        if kind == "header" and not _HEADER_NAME.match(values["name"]):
-            raise ProbeConfigError(f"header credentials: {values['name']!r} is not a header name")
-        return cls(kind=kind, **values)
+        try:
+            fields = validate_secret(secret)
+        except ValidationError as exc:
+            raise ProbeConfigError(f"stored {exc}") from None
+        kind = CredentialKind(fields.pop("kind"))
+        return cls(kind=kind, **fields)
 
     def secrets(self) -> tuple[str, ...]:
         """Every value that must never be shown, including the encoded Basic header."""
         values = [v for v in (self.token, self.password, self.value) if v]
-        if self.kind == "basic":
+        if self.kind is CredentialKind.BASIC:
             values.append(self.basic_token())
         return tuple(values)
 
@@ -94,11 +75,11 @@ class Credentials:
     def headers(self) -> dict[str, str]:
         """Headers to send with one request."""
         match self.kind:
-            case "bearer":
+            case CredentialKind.BEARER:
                 return {"Authorization": f"Bearer {self.token}"}
-            case "basic":
+            case CredentialKind.BASIC:
                 return {"Authorization": f"Basic {self.basic_token()}"}
-            case "header":
+            case CredentialKind.HEADER:
                 assert self.name is not None and self.value is not None
                 return {self.name: self.value}
             case _:
@@ -106,11 +87,15 @@ class Credentials:
 
     def params(self) -> dict[str, str]:
         """Query parameters to add to one request."""
-        if self.kind == "query":
+        if self.kind is CredentialKind.QUERY:
             assert self.name is not None and self.value is not None
             return {self.name: self.value}
         return {}
 
     def __repr__(self) -> str:
-        shown = f", name={self.name!r}" if self.kind in ("header", "query") else ""
-        return f"Credentials(kind={self.kind!r}{shown}, secret=***)"
+        shown = (
+            f", name={self.name!r}"
+            if self.kind in (CredentialKind.HEADER, CredentialKind.QUERY)
+            else ""
+        )
+        return f"Credentials(kind={self.kind.value!r}{shown}, secret=***)"

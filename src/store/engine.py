@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -86,3 +87,22 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_TAKE_WRITE_LOCK = text("UPDATE connections SET id = id WHERE 1 = 0")
+
+
+async def begin_writing(session: AsyncSession) -> AsyncConnection:
+    """The session's connection, in a transaction that holds SQLite's write lock from here to
+    the commit (PostgreSQL: the connection as it is).
+
+    pysqlite opens a transaction only at the first INSERT, UPDATE or DELETE. Before that, reads
+    see whatever was committed last, and a SAVEPOINT opens a transaction of its own, which its
+    RELEASE then commits: several commands in one session would each commit alone, and a
+    refusal after the first could not undo it. An UPDATE that matches nothing opens the real
+    transaction (waiting up to busy_timeout for the lock) so that what follows is one.
+    """
+    connection = await session.connection()
+    if connection.dialect.name == "sqlite":
+        await connection.execute(_TAKE_WRITE_LOCK)
+    return connection

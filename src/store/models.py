@@ -38,6 +38,7 @@ from store.domain import (
     TokenScope,
     UseStatus,
 )
+from store.validation import MAX_EMAIL_LENGTH, MAX_KEY_LENGTH, MAX_NAME_LENGTH
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -109,17 +110,17 @@ class Base(DeclarativeBase):
 class UseKindRow(Base):
     __tablename__ = "use_kinds"
 
-    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
-    label: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
+    label: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
 
 
 class ConsumerRow(Base):
     __tablename__ = "consumers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(200), unique=True)
-    name: Mapped[str] = mapped_column(String(200), index=True)
-    email: Mapped[str | None] = mapped_column(String(320))
+    external_id: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), index=True)
+    email: Mapped[str | None] = mapped_column(String(MAX_EMAIL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     connections: Mapped[list[ConnectionRow]] = relationship(
@@ -131,9 +132,9 @@ class ConnectorRow(Base):
     __tablename__ = "connectors"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    slug: Mapped[str] = mapped_column(String(64), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str] = mapped_column(String(64), index=True)
+    slug: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
+    category: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), index=True)
     heartbeat: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -168,7 +169,7 @@ class ConnectionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     consumer_id: Mapped[int] = mapped_column(ForeignKey("consumers.id", ondelete="CASCADE"))
     connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="RESTRICT"))
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     direction: Mapped[Direction] = mapped_column(_enum(Direction), default=Direction.OUTBOUND)
     state: Mapped[ConnectionState] = mapped_column(
         _enum(ConnectionState), default=ConnectionState.PENDING
@@ -220,7 +221,7 @@ class UseRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(ForeignKey("use_kinds.kind", ondelete="RESTRICT"))
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))
     status: Mapped[UseStatus] = mapped_column(_enum(UseStatus), default=UseStatus.UNKNOWN)
     last_run_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -232,7 +233,7 @@ class SyncRow(Base):
     __tablename__ = "syncs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     requirements: Mapped[list[SyncRequirementRow]] = relationship(
@@ -342,7 +343,7 @@ class ApiTokenRow(Base):
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), default="")
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     scope: Mapped[TokenScope] = mapped_column(_enum(TokenScope))
     consumer_id: Mapped[int | None] = mapped_column(ForeignKey("consumers.id", ondelete="CASCADE"))

@@ -28,7 +28,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -44,6 +43,7 @@ from store.domain import (
     FailureReason,
     StatusChange,
 )
+from store.engine import begin_writing
 from store.heartbeat import merge
 from store.models import CheckRow, ConnectionRow, ConnectorRow, ConsumerRow
 
@@ -165,17 +165,6 @@ def _outbound_due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def _write_connection(session: AsyncSession) -> AsyncConnection:
-    """The session's connection, holding SQLite's write lock from here to the commit."""
-    connection = await session.connection()
-    if connection.dialect.name == "sqlite":
-        # pysqlite opens a transaction only at the first write, so reads before it see a
-        # moment that a concurrent writer (the API, in `serve`) may already have changed. An
-        # UPDATE that matches nothing takes the write lock now, ahead of the reads.
-        await connection.execute(text("UPDATE connections SET id = id WHERE 1 = 0"))
-    return connection
-
-
 def _locking(query: Select[Any], connection: AsyncConnection, *, skip_locked: bool) -> Select[Any]:
     if connection.dialect.name != "postgresql":
         return query
@@ -250,7 +239,7 @@ async def claim_due_connections(
     _check_worker_id(worker_id)
     if limit <= 0:
         return []
-    connection = await _write_connection(session)
+    connection = await begin_writing(session)
     # Two steps: the ids from `connections` alone, then what probing them needs. A join in
     # the locking query lets stale statistics talk PostgreSQL into a hash join and a sort of
     # the whole backlog (224 ms per claim at 50k overdue, bench/PROBES.md); on one table the
@@ -328,7 +317,7 @@ async def record_outcomes(
     _check_worker_id(worker_id)
     if not outcomes:
         return []
-    connection = await _write_connection(session)
+    connection = await begin_writing(session)
     query = (
         select(ConnectionRow.id, *_HEALTH_COLUMNS)
         .where(
@@ -357,7 +346,7 @@ async def record_unclaimed_outcomes(
     """
     if not outcomes:
         return []
-    connection = await _write_connection(session)
+    connection = await begin_writing(session)
     query = (
         select(ConnectionRow.id, *_HEALTH_COLUMNS)
         .where(ConnectionRow.id.in_({connection_id for connection_id, _ in outcomes}))
@@ -383,7 +372,7 @@ async def mark_missed_heartbeats(
     """
     if limit <= 0:
         return []
-    connection = await _write_connection(session)
+    connection = await begin_writing(session)
     query = (
         select(ConnectionRow.id, ConnectionRow.next_check_at, *_HEALTH_COLUMNS)
         .where(

@@ -36,6 +36,7 @@ from tests.e2e.stack import (
     wait_query,
 )
 from tests.exporter.tools import RULES, alertmanager, prometheus
+from tests.outbound import LOOPBACK_OUTBOUND
 from tests.servers import free_port, running
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +81,7 @@ async def test_connection_down_pages_and_resolves_then_exporter_down(tmp_path: P
         try:
             async with database.sessions.begin() as session:
                 spec = parse_catalog(CATALOG.format(target=target), "e2e catalog")
-                await apply_catalog(session, spec, "e2e catalog", None)
+                await apply_catalog(session, spec, "e2e catalog", None, outbound=LOOPBACK_OUTBOUND)
         finally:
             await database.close()
 

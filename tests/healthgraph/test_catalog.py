@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from healthgraph.errors import CatalogError
 from store.crypto import KeyRing, generate_key
 from store.domain import ConnectionState
 from store.models import Base, ConnectionRow
+from tests.outbound import LOOPBACK_OUTBOUND, OUTBOUND
 from tests.store.steps_check import completed_steps
 
 BASE = textwrap.dedent(
@@ -82,7 +84,13 @@ async def apply_text(
     spec = parse_catalog(text, "catalog.yaml")
     async with db.sessions.begin() as session:
         return await apply_catalog(
-            session, spec, "catalog.yaml", key_ring, prune=prune, environ=environ or {}
+            session,
+            spec,
+            "catalog.yaml",
+            key_ring,
+            outbound=OUTBOUND,
+            prune=prune,
+            environ=environ or {},
         )
 
 
@@ -220,7 +228,9 @@ def parse_yaml(text: str) -> Any:
 async def test_export_then_apply_round_trips_the_demo_catalog(db: Database) -> None:
     await apply_text(db, "{}")
     async with db.sessions.begin() as session:
-        await apply_catalog(session, demo_catalog("http://127.0.0.1:8000"), "demo", None)
+        await apply_catalog(
+            session, demo_catalog("http://127.0.0.1:8000"), "demo", None, outbound=LOOPBACK_OUTBOUND
+        )
     exported_once, counts_once = await snapshot(db)
     text = dump_yaml(exported_once)
     assert "$DEMO_BASE_URL" not in text
@@ -433,4 +443,119 @@ async def test_prune_refuses_references_to_rows_the_file_does_not_list(db: Datab
         "catalog.yaml: consumers[0].connections[0].connector: unknown connector 'quickbooks'; "
         "define it under connectors"
     )
+    assert await snapshot(db) == before
+
+
+# --- one write path: the catalog obeys every rule the API obeys ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        (
+            'heartbeat: {kind: http, url: "https://drive.example.com/health"}',
+            'heartbeat: {kind: http, url: "http://169.254.169.254/latest/meta-data/"}',
+            "connectors[1].heartbeat.url",
+        ),
+        (
+            "        check_interval_seconds: 60\n",
+            "        check_interval_seconds: 60\n"
+            '        heartbeat: {url: "http://169.254.169.254/latest/meta-data/"}\n',
+            "consumers[0].connections[0].heartbeat.url",
+        ),
+    ],
+)
+async def test_apply_refuses_a_heartbeat_the_outbound_guard_refuses(
+    db: Database, old: str, new: str, path: str
+) -> None:
+    """The GraphQL mutation refused the cloud metadata address; apply saved it. Now both ask the
+    same guard when the URL is saved, and apply writes nothing."""
+    before = await snapshot(db)
+    with pytest.raises(CatalogError) as refused:
+        await apply_text(db, edit(BASE, old, new))
+    assert list(refused.value.problems) == [
+        f"catalog.yaml: {path}: refused 169.254.169.254 (the cloud metadata address "
+        "(link-local)); if it is a trusted internal target, add it to HEALTHGRAPH_ALLOW_TARGETS"
+    ]
+    assert await snapshot(db) == before
+
+
+async def test_apply_lists_every_refused_entry_and_writes_nothing(db: Database) -> None:
+    text = (
+        edit(BASE, "name: Acme Corp", "name: Acme Corp\n    email: not-an-email")
+        .then(
+            "        check_interval_seconds: 60\n",
+            "        check_interval_seconds: 60\n"
+            '        heartbeat: {url: "http://127.0.0.1:9/health"}\n',
+        )
+        .then("name: Globex", "name: Globex\n    email: also-not-an-email")
+    )
+    before = await snapshot(db)
+    with pytest.raises(CatalogError) as refused:
+        await apply_text(db, text)
+    assert list(refused.value.problems) == [
+        "catalog.yaml: consumers[0].email: 'not-an-email' is not an email address",
+        "catalog.yaml: consumers[1].email: 'also-not-an-email' is not an email address",
+    ]
+    assert await snapshot(db) == before
+    # With acme's email fixed, its connection's loopback heartbeat is the problem left.
+    fixed = edit(text, "email: not-an-email", "email: ops@acme.example").then(
+        "email: also-not-an-email", "email: ops@globex.example"
+    )
+    with pytest.raises(CatalogError) as refused_again:
+        await apply_text(db, fixed)
+    assert list(refused_again.value.problems) == [
+        "catalog.yaml: consumers[0].connections[0].heartbeat.url: refused 127.0.0.1 "
+        "(a loopback address); if it is a trusted internal target, add it to "
+        "HEALTHGRAPH_ALLOW_TARGETS"
+    ]
+    assert await snapshot(db) == before
+
+
+async def test_apply_that_shortens_the_interval_makes_the_connection_due_now(
+    db: Database,
+) -> None:
+    """`update_connection` rescheduled; apply left a daily connection a day away. Now apply
+    calls `update_connection`."""
+    daily = edit(BASE, "check_interval_seconds: 60", "check_interval_seconds: 86400")
+    await apply_text(db, daily)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    async with db.sessions.begin() as session:
+        row = await session.scalar(
+            select(ConnectionRow).where(ConnectionRow.name == "Acme QuickBooks")
+        )
+        assert row is not None
+        row.next_check_at = tomorrow  # as the scheduler leaves it after a check
+
+    before = datetime.now(UTC)
+    report = await apply_text(
+        db, edit(daily, "check_interval_seconds: 86400", "check_interval_seconds: 2")
+    )
+
+    assert report.changes == ["updated connection acme/'Acme QuickBooks': check_interval_seconds"]
+    async with db.sessions() as session:
+        row = await session.scalar(
+            select(ConnectionRow).where(ConnectionRow.name == "Acme QuickBooks")
+        )
+        assert row is not None and row.next_check_at is not None
+        assert before <= row.next_check_at <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize("value", ["token-with-newline\n", "token\r\nX-Evil: 1", "tab\there"])
+async def test_apply_refuses_a_secret_with_control_characters(db: Database, value: str) -> None:
+    """Commands refused control characters in a secret (they would break the request header);
+    the catalog stored them. Now the catalog's secrets go through the same check."""
+    text = edit(
+        BASE,
+        "        check_interval_seconds: 60\n",
+        "        check_interval_seconds: 60\n        credentials: {kind: bearer, token_env: QB}\n",
+    )
+    before = await snapshot(db)
+    with pytest.raises(CatalogError) as refused:
+        await apply_text(db, text, key_ring=KeyRing([generate_key()]), environ={"QB": value})
+    assert list(refused.value.problems) == [
+        "catalog.yaml: consumers[0].connections[0].credentials.token: "
+        "must not contain control characters or newlines"
+    ]
+    assert value.strip() not in str(refused.value)
     assert await snapshot(db) == before

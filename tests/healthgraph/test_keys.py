@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from healthgraph.database import Database
-from healthgraph.keys import add_key_to_file, read_key_file, retire_old_keys, rotate_keys
+from healthgraph.keys import add_key_to_file, read_key_file, retire_old_keys
 from store.crypto import KeyRing, KeyRingError, generate_key
+from store.keys import reencrypt_credentials
 from store.models import ConnectionRow, ConnectorRow, ConsumerRow
 
 SECRETS = [{"kind": "bearer", "token": f"token-{n}"} for n in range(5)]
@@ -59,7 +60,7 @@ async def test_rotation_moves_every_ciphertext_to_the_newest_key(db: Database) -
         with pytest.raises(KeyRingError):
             KeyRing([new]).decrypt(ciphertext)
 
-    assert await rotate_keys(db.sessions, KeyRing([new, old]), batch_size=2) == 5
+    assert await reencrypt_credentials(db.sessions, KeyRing([new, old]), batch_size=2) == 5
 
     after = await stored(db)
     assert after.keys() == before.keys()
@@ -69,11 +70,11 @@ async def test_rotation_moves_every_ciphertext_to_the_newest_key(db: Database) -
             old_ring.decrypt(ciphertext)
 
     # Running it again is harmless.
-    assert await rotate_keys(db.sessions, KeyRing([new]), batch_size=2) == 5
+    assert await reencrypt_credentials(db.sessions, KeyRing([new]), batch_size=2) == 5
 
 
 async def test_nothing_to_rotate(db: Database) -> None:
-    assert await rotate_keys(db.sessions, KeyRing([generate_key()])) == 0
+    assert await reencrypt_credentials(db.sessions, KeyRing([generate_key()])) == 0
 
 
 async def test_a_ciphertext_no_key_opens_is_named_and_nothing_leaks(db: Database) -> None:
@@ -81,7 +82,7 @@ async def test_a_ciphertext_no_key_opens_is_named_and_nothing_leaks(db: Database
     stranger = KeyRing([generate_key()]).encrypt({"kind": "bearer", "token": "CANARY-x"})
     ids = await add_credentials(db, [ring.encrypt(SECRETS[0]), stranger])
     with pytest.raises(KeyRingError, match=f"^connection {ids[1]}: stored credentials cannot"):
-        await rotate_keys(db.sessions, ring)
+        await reencrypt_credentials(db.sessions, ring)
 
 
 def test_key_file_rotation(tmp_path: Path) -> None:

@@ -67,28 +67,43 @@ def test_credentials_from_each_secret_shape(
     [
         (
             {"kind": "oauth", "token": "s3cr3t"},
-            "credentials kind 'oauth' is not one of bearer, basic, header, query",
+            "stored credentials.kind: must be one of bearer, basic, header, query",
         ),
-        ({"token": "s3cr3t"}, "credentials kind None is not one of bearer, basic, header, query"),
-        ({"kind": "bearer"}, "bearer credentials need a non-empty string 'token'"),
-        ({"kind": "bearer", "token": ""}, "bearer credentials need a non-empty string 'token'"),
-        ({"kind": "bearer", "token": 12345}, "bearer credentials need a non-empty string 'token'"),
+        (
+            {"token": "s3cr3t"},
+            "stored credentials.kind: must be one of bearer, basic, header, query",
+        ),
+        (
+            {"kind": "bearer"},
+            "stored credentials.token: bearer credentials need a non-empty string",
+        ),
+        (
+            {"kind": "bearer", "token": ""},
+            "stored credentials.token: bearer credentials need a non-empty string",
+        ),
+        (
+            {"kind": "bearer", "token": 12345},
+            "stored credentials.token: bearer credentials need a non-empty string",
+        ),
         (
             {"kind": "basic", "username": "u"},
-            "basic credentials need a non-empty string 'password'",
+            "stored credentials.password: basic credentials need a non-empty string",
         ),
         (
             {"kind": "header", "value": "s3cr3t"},
-            "header credentials need a non-empty string 'name'",
+            "stored credentials.name: header credentials need a non-empty string",
         ),
-        ({"kind": "query", "name": "k"}, "query credentials need a non-empty string 'value'"),
+        (
+            {"kind": "query", "name": "k"},
+            "stored credentials.value: query credentials need a non-empty string",
+        ),
         (
             {"kind": "header", "name": "X-Key", "value": "s3cr3t\r\nX-Evil: 1"},
-            "header credentials: 'value' must be a single line",
+            "stored credentials.value: must not contain control characters or newlines",
         ),
         (
             {"kind": "header", "name": "X Key", "value": "s3cr3t"},
-            "header credentials: 'X Key' is not a header name",
+            "stored credentials.name: is not a valid HTTP header name",
         ),
     ],
 )

@@ -255,8 +255,8 @@ async def test_configuration_errors_are_failed_checks_that_say_why(
         ),
         bad_secret: (
             FailureReason.CONNECT,
-            "cannot run the check: credentials kind 'carrier-pigeon' is not one of bearer, "
-            "basic, header, query",
+            "cannot run the check: stored credentials.kind: must be one of bearer, basic, "
+            "header, query",
         ),
     }
 

@@ -74,10 +74,11 @@ REFUSED = [
         "http://user:pw@10.9.8.7:8080/",
         "refused 10.9.8.7 (a private address)",
     ),
-    # A template placeholder is checked with a stand-in value: it cannot smuggle a name in.
+    # A template placeholder is checked with a stand-in value (on a connector) or with the
+    # consumer's own id (on a connection): it cannot smuggle a name in.
     (
         "http://{external_id}.localhost/",
-        "refused x.localhost (it resolves to 127.0.0.1, a loopback address)",
+        "refused {host}.localhost (it resolves to 127.0.0.1, a loopback address)",
     ),
 ]
 
@@ -195,9 +196,10 @@ async def test_every_mutation_refuses_every_non_public_spelling_and_saves_nothin
         for name, document, variables in attempts(api, url):
             body = await api.post(document, variables)
             assert body["data"] is None, (name, url)
+            filled = refusal.replace("{host}", "acme" if "Connection" in name else "x")
             assert body["errors"] == [
                 {
-                    "message": f"heartbeat.url: {refusal}; {FIX}",
+                    "message": f"heartbeat.url: {filled}; {FIX}",
                     "locations": body["errors"][0]["locations"],
                     "path": [name],
                     "extensions": {"code": "BAD_USER_INPUT", "field": "heartbeat.url"},

@@ -38,6 +38,7 @@ from store.models import (
 )
 from store.pagination import PageRequest
 from tests.factories import GraphFactory
+from tests.outbound import OUTBOUND
 from tests.store.steps_check import completed_steps
 
 T = TypeVar("T")
@@ -258,7 +259,11 @@ async def test_delete_consumer_cascades_to_everything_it_owns(
             session, sync_id=ids["sync"], consumer_id=ids["globex"]
         )
         globex = await commands.create_connection(
-            session, consumer_id=ids["globex"], connector_id=ids["xero"], name="Globex Xero"
+            session,
+            outbound=OUTBOUND,
+            consumer_id=ids["globex"],
+            connector_id=ids["xero"],
+            name="Globex Xero",
         )
     before = await _snapshot(db)
 
@@ -287,7 +292,12 @@ async def test_create_connector(db: Database) -> None:
     connector = await _run(
         db,
         lambda s: commands.create_connector(
-            s, slug="netsuite", name="NetSuite", category="accounting", heartbeat=template
+            s,
+            outbound=OUTBOUND,
+            slug="netsuite",
+            name="NetSuite",
+            category="accounting",
+            heartbeat=template,
         ),
     )
 
@@ -320,7 +330,9 @@ async def test_create_connector_refuses(
 ) -> None:
     arguments = {"slug": "netsuite", "name": "NetSuite", "category": "erp", "heartbeat": {}}
     arguments.update(fields)
-    error = await _refused(db, lambda s: commands.create_connector(s, **arguments))
+    error = await _refused(
+        db, lambda s: commands.create_connector(s, outbound=OUTBOUND, **arguments)
+    )
     assert str(error) == message
 
 
@@ -332,7 +344,9 @@ async def test_update_connector_template_makes_outbound_connections_due(
 
     connector = await _run(
         db,
-        lambda s: commands.update_connector(s, ids["quickbooks"], name="QBO", heartbeat=template),
+        lambda s: commands.update_connector(
+            s, ids["quickbooks"], outbound=OUTBOUND, name="QBO", heartbeat=template
+        ),
     )
 
     assert connector == domain.Connector(
@@ -349,18 +363,22 @@ async def test_update_connector_template_makes_outbound_connections_due(
 
 async def test_update_connector_refuses(db: Database, ids: dict[str, int]) -> None:
     no_url = await _refused(
-        db, lambda s: commands.update_connector(s, ids["quickbooks"], heartbeat={"kind": "http"})
+        db,
+        lambda s: commands.update_connector(
+            s, ids["quickbooks"], outbound=OUTBOUND, heartbeat={"kind": "http"}
+        ),
     )
     assert str(no_url) == (
         "heartbeat.url: is required for an outbound connection "
         f"(connection {ids['acme_qb']} 'Acme QuickBooks' relies on this template)"
     )
     duplicate = await _refused(
-        db, lambda s: commands.update_connector(s, ids["quickbooks"], slug="xero")
+        db,
+        lambda s: commands.update_connector(s, ids["quickbooks"], outbound=OUTBOUND, slug="xero"),
     )
     assert str(duplicate) == "slug: 'xero' is already used by another connector"
     missing = await _refused(
-        db, lambda s: commands.update_connector(s, 999, name="x"), NotFoundError
+        db, lambda s: commands.update_connector(s, 999, outbound=OUTBOUND, name="x"), NotFoundError
     )
     assert str(missing) == "connector 999 does not exist"
 
@@ -370,7 +388,10 @@ async def test_update_connector_template_without_url_is_fine_for_inbound_connect
 ) -> None:
     # xero is used only by the inbound "Acme push", which is never probed.
     connector = await _run(
-        db, lambda s: commands.update_connector(s, ids["xero"], heartbeat={"timeout_seconds": 3})
+        db,
+        lambda s: commands.update_connector(
+            s, ids["xero"], outbound=OUTBOUND, heartbeat={"timeout_seconds": 3}
+        ),
     )
     assert connector.heartbeat == {"timeout_seconds": 3}
 
@@ -426,6 +447,7 @@ async def test_create_outbound_connection_is_due_at_once(db: Database, ids: dict
         db,
         lambda s: commands.create_connection(
             s,
+            outbound=OUTBOUND,
             consumer_id=ids["globex"],
             connector_id=ids["quickbooks"],
             name=" Globex QuickBooks ",
@@ -468,6 +490,7 @@ async def test_create_inbound_connection_gets_one_interval_to_call_in(
         db,
         lambda s: commands.create_connection(
             s,
+            outbound=OUTBOUND,
             consumer_id=ids["globex"],
             connector_id=ids["xero"],
             name="Globex push",
@@ -493,7 +516,11 @@ async def test_same_connection_name_is_fine_for_another_consumer(
     connection = await _run(
         db,
         lambda s: commands.create_connection(
-            s, consumer_id=ids["globex"], connector_id=ids["quickbooks"], name="Acme QuickBooks"
+            s,
+            outbound=OUTBOUND,
+            consumer_id=ids["globex"],
+            connector_id=ids["quickbooks"],
+            name="Acme QuickBooks",
         ),
     )
     assert connection.check_interval_seconds == commands.DEFAULT_CHECK_INTERVAL_SECONDS
@@ -545,7 +572,9 @@ async def test_create_connection_refuses(
         "name": "Acme QB 2",
         **fields,
     }
-    error = await _refused(db, lambda s: commands.create_connection(s, **arguments))
+    error = await _refused(
+        db, lambda s: commands.create_connection(s, outbound=OUTBOUND, **arguments)
+    )
     assert str(error) == message
 
 
@@ -555,19 +584,25 @@ async def test_outbound_connection_needs_a_url_that_suits_the_template(
     bare = await _run(
         db,
         lambda s: commands.create_connector(
-            s, slug="bare", name="Bare", category="misc", heartbeat={}
+            s, outbound=OUTBOUND, slug="bare", name="Bare", category="misc", heartbeat={}
         ),
     )
     tcp = await _run(
         db,
         lambda s: commands.create_connector(
-            s, slug="smtp", name="SMTP", category="mail", heartbeat={"kind": "tcp"}
+            s,
+            outbound=OUTBOUND,
+            slug="smtp",
+            name="SMTP",
+            category="mail",
+            heartbeat={"kind": "tcp"},
         ),
     )
 
     def create(connector_id: int, heartbeat: dict[str, Any]) -> Command:
         return lambda s: commands.create_connection(
             s,
+            outbound=OUTBOUND,
             consumer_id=ids["acme"],
             connector_id=connector_id,
             name="Acme new",
@@ -591,14 +626,14 @@ async def test_create_connection_with_unknown_ids(db: Database, ids: dict[str, i
     no_consumer = await _refused(
         db,
         lambda s: commands.create_connection(
-            s, consumer_id=999, connector_id=ids["quickbooks"], name="x"
+            s, outbound=OUTBOUND, consumer_id=999, connector_id=ids["quickbooks"], name="x"
         ),
         NotFoundError,
     )
     no_connector = await _refused(
         db,
         lambda s: commands.create_connection(
-            s, consumer_id=ids["acme"], connector_id=998, name="x"
+            s, outbound=OUTBOUND, consumer_id=ids["acme"], connector_id=998, name="x"
         ),
         NotFoundError,
     )
@@ -618,7 +653,12 @@ async def test_update_connection_state_stamps_state_changed_at_only(
     updated = await _run(
         db,
         lambda s: commands.update_connection(
-            s, ids["acme_qb"], state=ConnectionState.DISABLED, name="Acme QBO", failure_threshold=5
+            s,
+            ids["acme_qb"],
+            outbound=OUTBOUND,
+            state=ConnectionState.DISABLED,
+            name="Acme QBO",
+            failure_threshold=5,
         ),
     )
 
@@ -645,6 +685,7 @@ async def test_update_connection_probe_settings_make_it_due_now(
         lambda s: commands.update_connection(
             s,
             ids["acme_qb"],
+            outbound=OUTBOUND,
             check_interval_seconds=120,
             heartbeat={"url": "https://acme.example/ping"},
             state=ConnectionState.ACTIVE,  # unchanged: no new state_changed_at
@@ -663,11 +704,16 @@ async def test_update_connection_probe_settings_make_it_due_now(
 async def test_update_connection_to_inbound(db: Database, ids: dict[str, int]) -> None:
     async with db.sessions.begin() as session:
         await commands.update_connection(
-            session, ids["acme_qb"], heartbeat={"url": "https://acme.example/ping"}
+            session,
+            ids["acme_qb"],
+            outbound=OUTBOUND,
+            heartbeat={"url": "https://acme.example/ping"},
         )
     keeps_override = await _refused(
         db,
-        lambda s: commands.update_connection(s, ids["acme_qb"], direction=Direction.INBOUND),
+        lambda s: commands.update_connection(
+            s, ids["acme_qb"], outbound=OUTBOUND, direction=Direction.INBOUND
+        ),
     )
     assert str(keeps_override) == "heartbeat: inbound connections are not probed; remove it"
 
@@ -675,7 +721,7 @@ async def test_update_connection_to_inbound(db: Database, ids: dict[str, int]) -
     updated = await _run(
         db,
         lambda s: commands.update_connection(
-            s, ids["acme_qb"], direction=Direction.INBOUND, heartbeat={}
+            s, ids["acme_qb"], outbound=OUTBOUND, direction=Direction.INBOUND, heartbeat={}
         ),
     )
     assert (updated.direction, updated.heartbeat) == (Direction.INBOUND, {})
@@ -687,33 +733,41 @@ async def test_update_connection_refuses(db: Database, ids: dict[str, int]) -> N
     bare = await _run(
         db,
         lambda s: commands.create_connector(
-            s, slug="bare", name="Bare", category="misc", heartbeat={}
+            s, outbound=OUTBOUND, slug="bare", name="Bare", category="misc", heartbeat={}
         ),
     )
     cases: list[tuple[Command, type[StoreError], str]] = [
         (
-            lambda s: commands.update_connection(s, ids["acme_qb"], name="Acme push"),
+            lambda s: commands.update_connection(
+                s, ids["acme_qb"], outbound=OUTBOUND, name="Acme push"
+            ),
             ValidationError,
             "name: 'Acme push' is already used by another connection of this consumer",
         ),
         (
-            lambda s: commands.update_connection(s, ids["acme_qb"], connector_id=bare.id),
+            lambda s: commands.update_connection(
+                s, ids["acme_qb"], outbound=OUTBOUND, connector_id=bare.id
+            ),
             ValidationError,
             "heartbeat.url: is required for an outbound connection (connector 'bare' has no "
             "URL template)",
         ),
         (
-            lambda s: commands.update_connection(s, ids["acme_qb"], check_interval_seconds=-5),
+            lambda s: commands.update_connection(
+                s, ids["acme_qb"], outbound=OUTBOUND, check_interval_seconds=-5
+            ),
             ValidationError,
             "check_interval_seconds: -5 is out of range; use 1..86400",
         ),
         (
-            lambda s: commands.update_connection(s, ids["acme_qb"], connector_id=997),
+            lambda s: commands.update_connection(
+                s, ids["acme_qb"], outbound=OUTBOUND, connector_id=997
+            ),
             NotFoundError,
             "connector 997 does not exist",
         ),
         (
-            lambda s: commands.update_connection(s, 999, name="x"),
+            lambda s: commands.update_connection(s, 999, outbound=OUTBOUND, name="x"),
             NotFoundError,
             "connection 999 does not exist",
         ),
@@ -1265,7 +1319,7 @@ async def test_unique_race_lost_at_flush_gives_the_checks_message(
 ) -> None:
     """Another transaction took the key between the check and the flush: the database refuses,
     the SAVEPOINT rolls back, and the check run again names the problem."""
-    real_check = commands._ensure_free
+    real_check = commands.base.ensure_free
     calls: list[str] = []
 
     async def misses_once(*args: Any, **kwargs: Any) -> None:
@@ -1273,7 +1327,9 @@ async def test_unique_race_lost_at_flush_gives_the_checks_message(
         if len(calls) > 1:
             await real_check(*args, **kwargs)
 
-    monkeypatch.setattr(commands, "_ensure_free", misses_once)
+    # Where each command looks it up: the module that defines the command.
+    monkeypatch.setattr(commands.consumers, "ensure_free", misses_once)
+    monkeypatch.setattr(commands.connections, "ensure_free", misses_once)
     insert = await _refused(
         db, lambda s: commands.create_consumer(s, external_id="acme", name="Acme again")
     )
@@ -1282,9 +1338,13 @@ async def test_unique_race_lost_at_flush_gives_the_checks_message(
     calls.clear()
     async with db.sessions.begin() as session:
         with pytest.raises(ValidationError) as info:
-            await commands.update_connection(session, ids["acme_qb"], name="Acme push")
+            await commands.update_connection(
+                session, ids["acme_qb"], outbound=OUTBOUND, name="Acme push"
+            )
         # The row the failed UPDATE touched is usable again, with its stored values.
-        unchanged = await commands.update_connection(session, ids["acme_qb"], failure_threshold=2)
+        unchanged = await commands.update_connection(
+            session, ids["acme_qb"], outbound=OUTBOUND, failure_threshold=2
+        )
     assert str(info.value) == (
         "name: 'Acme push' is already used by another connection of this consumer"
     )

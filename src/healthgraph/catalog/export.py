@@ -8,46 +8,22 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
-from store.commands import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
-from store.domain import SYNC_STEPS, Direction
-from store.models import (
-    ConnectionRow,
-    ConnectorRow,
-    ConsumerRow,
-    SyncActivationRow,
-    SyncRow,
-    UseKindRow,
-)
+from store.catalog import StoredCatalog, StoredConnection, load_catalog
+from store.domain import Direction
+from store.validation import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
 
 
 async def export_catalog(session: AsyncSession) -> dict[str, Any]:
     """The whole catalog as plain data, ordered the way it was created."""
-    connectors = list(await session.scalars(select(ConnectorRow).order_by(ConnectorRow.id)))
-    slugs = {row.id: row.slug for row in connectors}
-    consumers = list(
-        await session.scalars(
-            select(ConsumerRow)
-            .options(selectinload(ConsumerRow.connections).selectinload(ConnectionRow.uses))
-            .order_by(ConsumerRow.id)
-        )
-    )
-    external_ids = {row.id: row.external_id for row in consumers}
-    syncs = list(
-        await session.scalars(
-            select(SyncRow).options(selectinload(SyncRow.requirements)).order_by(SyncRow.id)
-        )
-    )
-    activations = list(
-        await session.scalars(select(SyncActivationRow).order_by(SyncActivationRow.id))
-    )
-    use_kinds = list(await session.scalars(select(UseKindRow).order_by(UseKindRow.kind)))
+    return catalog_document(await load_catalog(session))
 
+
+def catalog_document(catalog: StoredCatalog) -> dict[str, Any]:
+    """`catalog` in the shape of a catalog file."""
     return {
-        "use_kinds": [{"kind": k.kind, "label": k.label} for k in use_kinds],
+        "use_kinds": [{"kind": k.kind, "label": k.label} for k in catalog.use_kinds],
         "connectors": [
             {
                 "slug": c.slug,
@@ -55,59 +31,53 @@ async def export_catalog(session: AsyncSession) -> dict[str, Any]:
                 "category": c.category,
                 **({"heartbeat": c.heartbeat} if c.heartbeat else {}),
             }
-            for c in connectors
+            for c in catalog.connectors
         ],
         "consumers": [
             {
                 "external_id": consumer.external_id,
                 "name": consumer.name,
                 **({"email": consumer.email} if consumer.email else {}),
-                "connections": [
-                    _connection(connection, slugs)
-                    for connection in sorted(consumer.connections, key=lambda c: c.id)
-                ],
+                "connections": [_connection(c) for c in consumer.connections],
             }
-            for consumer in consumers
+            for consumer in catalog.consumers
         ],
         "syncs": [
             {
                 "name": sync.name,
-                "requires": [slugs[r.connector_id] for r in sync.requirements],
+                "requires": list(sync.requires),
                 "activations": [
                     {
-                        "consumer": external_ids[a.consumer_id],
+                        "consumer": activation.consumer_external_id,
                         "steps": {
-                            s.step.value.lower(): "complete" if s.complete else "incomplete"
-                            for s in sorted(a.steps, key=lambda s: SYNC_STEPS.index(s.step))
+                            step.value.lower(): "complete" if complete else "incomplete"
+                            for step, complete in activation.steps
                         },
                     }
-                    for a in activations
-                    if a.sync_id == sync.id
+                    for activation in sync.activations
                 ],
             }
-            for sync in syncs
+            for sync in catalog.syncs
         ],
     }
 
 
-def _connection(row: ConnectionRow, slugs: dict[int, str]) -> dict[str, Any]:
+def _connection(connection: StoredConnection) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "name": row.name,
-        "connector": slugs[row.connector_id],
-        "direction": row.direction.value.lower(),
-        "state": row.state.value.lower(),
+        "name": connection.name,
+        "connector": connection.connector_slug,
+        "direction": connection.direction.value.lower(),
+        "state": connection.state.value.lower(),
     }
-    if row.check_interval_seconds != DEFAULT_CHECK_INTERVAL_SECONDS:
-        out["check_interval_seconds"] = row.check_interval_seconds
-    if row.failure_threshold != DEFAULT_FAILURE_THRESHOLD:
-        out["failure_threshold"] = row.failure_threshold
-    if row.heartbeat and row.direction is Direction.OUTBOUND:
-        out["heartbeat"] = row.heartbeat
-    if row.credentials_ref:
-        out["credentials"] = row.credentials_ref
-    out["uses"] = [
-        {"kind": use.kind, "name": use.name} for use in sorted(row.uses, key=lambda u: u.id)
-    ]
+    if connection.check_interval_seconds != DEFAULT_CHECK_INTERVAL_SECONDS:
+        out["check_interval_seconds"] = connection.check_interval_seconds
+    if connection.failure_threshold != DEFAULT_FAILURE_THRESHOLD:
+        out["failure_threshold"] = connection.failure_threshold
+    if connection.heartbeat and connection.direction is Direction.OUTBOUND:
+        out["heartbeat"] = connection.heartbeat
+    if connection.credentials_ref:
+        out["credentials"] = connection.credentials_ref
+    out["uses"] = [{"kind": use.kind, "name": use.name} for use in connection.uses]
     return out
 
 

@@ -14,24 +14,20 @@ from typing import Any
 import yaml
 
 from healthgraph.errors import CatalogError
-from store.commands import (
+from store.credentials import CREDENTIAL_KINDS, CREDENTIAL_SHAPES, CredentialKind
+from store.domain import ConnectionState, Direction, SyncStep
+from store.heartbeat import heartbeat_problems, merge
+from store.validation import (
     DEFAULT_CHECK_INTERVAL_SECONDS,
     DEFAULT_FAILURE_THRESHOLD,
     MAX_CHECK_INTERVAL_SECONDS,
+    MAX_EMAIL_LENGTH,
     MAX_FAILURE_THRESHOLD,
+    MAX_KEY_LENGTH,
+    MAX_NAME_LENGTH,
     MIN_CHECK_INTERVAL_SECONDS,
     MIN_FAILURE_THRESHOLD,
 )
-from store.domain import ConnectionState, Direction, SyncStep
-from store.heartbeat import heartbeat_problems, merge
-
-# kind → (fields that must be present, secret fields given by *_env or *_file)
-CREDENTIAL_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "bearer": ((), ("token",)),
-    "basic": (("username",), ("password",)),
-    "header": (("name",), ("value",)),
-    "query": (("name",), ("value",)),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +130,7 @@ class _Reader:
         return value
 
     def text(
-        self, mapping: Mapping[str, Any], key: str, path: str, *, max_length: int = 200
+        self, mapping: Mapping[str, Any], key: str, path: str, *, max_length: int = MAX_NAME_LENGTH
     ) -> str:
         value = mapping.get(key)
         if key not in mapping:
@@ -244,7 +240,8 @@ def _use_kinds(reader: _Reader, top: Mapping[str, Any]) -> Iterable[UseKindSpec]
         entry = reader.mapping(item, path, ("kind", "label"), ())
         if entry is not None:
             yield UseKindSpec(
-                reader.text(entry, "kind", path, max_length=64), reader.text(entry, "label", path)
+                reader.text(entry, "kind", path, max_length=MAX_KEY_LENGTH),
+                reader.text(entry, "label", path),
             )
 
 
@@ -255,9 +252,9 @@ def _connectors(reader: _Reader, top: Mapping[str, Any]) -> Iterable[ConnectorSp
         if entry is None:
             continue
         yield ConnectorSpec(
-            slug=reader.text(entry, "slug", path, max_length=64),
+            slug=reader.text(entry, "slug", path, max_length=MAX_KEY_LENGTH),
             name=reader.text(entry, "name", path),
-            category=reader.text(entry, "category", path, max_length=64),
+            category=reader.text(entry, "category", path, max_length=MAX_KEY_LENGTH),
             heartbeat=reader.heartbeat(entry, path),
         )
 
@@ -270,7 +267,7 @@ def _consumers(reader: _Reader, top: Mapping[str, Any]) -> Iterable[ConsumerSpec
             continue
         email = None
         if entry.get("email") is not None:
-            email = reader.text(entry, "email", path, max_length=320)
+            email = reader.text(entry, "email", path, max_length=MAX_EMAIL_LENGTH)
             if email and "@" not in email:
                 reader.problem(f"{path}.email", f"{email!r} is not an email address")
         connections = tuple(
@@ -311,7 +308,7 @@ def _connection(reader: _Reader, raw: object, path: str) -> ConnectionSpec | Non
         if use is not None:
             uses.append(
                 UseSpec(
-                    reader.text(use, "kind", use_path, max_length=64),
+                    reader.text(use, "kind", use_path, max_length=MAX_KEY_LENGTH),
                     reader.text(use, "name", use_path),
                 )
             )
@@ -320,7 +317,7 @@ def _connection(reader: _Reader, raw: object, path: str) -> ConnectionSpec | Non
         reader.problem(f"{path}.heartbeat", "inbound connections are not probed; remove it")
     return ConnectionSpec(
         name=reader.text(entry, "name", path),
-        connector=reader.text(entry, "connector", path, max_length=64),
+        connector=reader.text(entry, "connector", path, max_length=MAX_KEY_LENGTH),
         direction=Direction(direction.upper()),
         state=ConnectionState(state.upper()) if state else None,
         check_interval_seconds=reader.integer(
@@ -355,7 +352,8 @@ def _credentials(reader: _Reader, raw: object, path: str) -> dict[str, str] | No
     if kind not in CREDENTIAL_KINDS:
         reader.problem(f"{path}.kind", f"{kind!r} is not one of {', '.join(CREDENTIAL_KINDS)}")
         return None
-    plain, secret = CREDENTIAL_KINDS[kind]
+    shape = CREDENTIAL_SHAPES[CredentialKind(kind)]
+    plain, secret = shape.plain, shape.secret
     by_reference = [f"{name}_{how}" for name in secret for how in ("env", "file")]
     entry = reader.mapping(raw, path, ("kind", *plain), by_reference)
     if entry is None:
@@ -521,7 +519,8 @@ def resolve_secret(
     """
     env = os.environ if environ is None else environ
     kind = reference["kind"]
-    plain, secret_fields = CREDENTIAL_KINDS[kind]
+    shape = CREDENTIAL_SHAPES[CredentialKind(kind)]
+    plain, secret_fields = shape.plain, shape.secret
     secret: dict[str, str] = {"kind": kind, **{name: reference[name] for name in plain}}
     for name in secret_fields:
         if f"{name}_env" in reference:
