@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -15,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from store.errors import DatabaseUrlError
 
@@ -65,14 +67,36 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+# SQLAlchemy's own defaults for a QueuePool, written out: the pool's capacity is ours to know
+# (`pool_slots`), not something to read back from the pool's private state.
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 10
+
+_pool_capacity: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+def _capacity(options: dict[str, Any]) -> int:
+    """Connections a pool built from `options` holds at most; 0 for a pool that keeps none or
+    shares one (NullPool, StaticPool, ...)."""
+    poolclass = options.get("poolclass")
+    if poolclass is not None and not issubclass(poolclass, QueuePool):
+        return 0
+    options.setdefault("pool_size", DEFAULT_POOL_SIZE)
+    options.setdefault("max_overflow", DEFAULT_MAX_OVERFLOW)
+    # Unbounded overflow (-1) counts as the kept size: nothing beyond it is promised.
+    return int(options["pool_size"]) + max(int(options["max_overflow"]), 0)
+
+
 def create_engine(url: str, **options: Any) -> AsyncEngine:
     """An async engine for `url`; SQLite files get WAL and foreign keys, their folder is created."""
     target = async_url(url)
+    capacity = _capacity(options)
     if target.get_backend_name() == "sqlite":
         assert target.database is not None
         Path(target.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(target, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        _pool_capacity[engine.sync_engine] = capacity
         return engine
     options.setdefault("pool_pre_ping", True)
     # JIT compiles the overview's correlated subplans for ~200 ms each time, more than they
@@ -82,7 +106,37 @@ def create_engine(url: str, **options: Any) -> AsyncEngine:
         "connect_args",
         {"server_settings": {"jit": "off", "plan_cache_mode": "force_custom_plan"}},
     )
-    return create_async_engine(target, **options)
+    engine = create_async_engine(target, **options)
+    _pool_capacity[engine.sync_engine] = capacity
+    return engine
+
+
+_slots: weakref.WeakKeyDictionary[Engine, dict[int, threading.BoundedSemaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+_slots_lock = threading.Lock()
+
+
+def pool_slots(bind: object, connections_each: int) -> threading.BoundedSemaphore:
+    """Slots for work that holds `connections_each` pooled connections at once, on the engine
+    of `bind` (an AsyncEngine or AsyncSession.bind).
+
+    slots x connections_each <= the pool's capacity, so holders of slots together can hold
+    every connection they need at once and none waits for a connection another holds; every
+    other reader holds one connection and needs no second one to release it, so no wait can
+    close a cycle. An engine not built by `create_engine` gets no slot. A threading semaphore:
+    callers only ever try to acquire without blocking, from any event loop.
+    """
+    engine = bind.sync_engine if isinstance(bind, AsyncEngine) else None
+    capacity = _pool_capacity.get(engine, 0) if engine is not None else 0
+    with _slots_lock:
+        per_size = _slots.setdefault(engine, {}) if engine is not None else {}
+        slots = per_size.get(connections_each)
+        if slots is None:
+            slots = per_size[connections_each] = threading.BoundedSemaphore(
+                capacity // connections_each
+            )
+        return slots
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

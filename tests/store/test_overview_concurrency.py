@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from healthgraph.database import Database
 from store import domain, queries
 from store.domain import ConnectionState, ConnectionStatus
-from store.engine import create_engine, session_factory
+from store.engine import create_engine, pool_slots, session_factory
+from store.queries import overview_page
 from tests.factories import GraphFactory
 
 
@@ -116,7 +117,7 @@ async def test_a_failing_part_closes_the_other_sessions_and_raises_itself(
         await session.execute(select(1))
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(queries, "_connection_figures", failing)
+    monkeypatch.setattr(overview_page, "_connection_figures", failing)
     pool = db.engine.sync_engine.pool
     before = pool.checkedout()
     async with db.sessions() as session:
@@ -151,9 +152,13 @@ async def test_many_overviews_on_a_small_pool_all_finish(
         finally:
             running -= 1
 
-    monkeypatch.setattr(queries, "overview_concurrently", counted)
+    monkeypatch.setattr(overview_page, "overview_concurrently", counted)
     async with _small_pool(database_url, pool_size, pool_timeout=10) as sessions:
-        assert queries.overview_slots_for(sessions.kw["bind"].sync_engine.pool) == slots
+        slot = pool_slots(sessions.kw["bind"], queries.OVERVIEW_CONNECTIONS)
+        held = [slot.acquire(blocking=False) for _ in range(slots + 1)]
+        assert held == [True] * slots + [False]
+        for _ in range(slots):
+            slot.release()
 
         async def overview(scope: Any) -> domain.Overview:
             async with sessions() as session:

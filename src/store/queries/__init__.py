@@ -1,0 +1,138 @@
+"""Read queries shared by the GraphQL API, the CSV export and the exporter.
+
+Lists take a filter and a page; batch functions take a set of ids and answer in one statement
+(the shape a DataLoader wants). Aggregates run in SQL, never as a loop over every row. One
+module per job: filters as SQL (`conditions`), top-level pages (`lists`), lookups by id
+(`lookups`), derived health (`health`), nested pages (`nested`), check history (`checks`) and
+the overview (`overview_page`).
+"""
+
+from store.queries.checks import (
+    count_checks,
+    list_checks,
+    uptime,
+)
+from store.queries.conditions import (
+    connection_conditions,
+    connector_conditions,
+    consumer_conditions,
+    count_where,
+    in_values,
+    sync_activation_conditions,
+    sync_conditions,
+    use_conditions,
+)
+from store.queries.health import (
+    connector_health,
+    consumer_health,
+    consumer_issues,
+    consumers_active,
+    sync_activation_counts,
+    sync_activations_state,
+    use_summaries,
+)
+from store.queries.lists import (
+    ConnectionsWithEnds,
+    count_connections,
+    count_connectors,
+    count_consumers,
+    count_rows,
+    count_sync_activations,
+    count_syncs,
+    count_uses,
+    list_connections,
+    list_connections_with_ends,
+    list_connectors,
+    list_consumers,
+    list_sync_activations,
+    list_syncs,
+    list_uses,
+)
+from store.queries.lookups import (
+    connections_by_id,
+    connectors_by_id,
+    connectors_by_slug,
+    consumers_by_external_id,
+    consumers_by_id,
+    required_connector_ids,
+    sync_activations_by_id,
+    syncs_by_id,
+    syncs_by_name,
+    use_kinds,
+    uses_by_id,
+)
+from store.queries.nested import (
+    activations_per_parent,
+    connections_per_parent,
+    count_activations_per_parent,
+    count_connections_per_parent,
+    count_uses_per_connection,
+    uses_per_connection,
+)
+from store.queries.overview_page import (
+    OVERVIEW_CONNECTIONS,
+    ConsumerScope,
+    SyncMasks,
+    overview,
+    overview_concurrently,
+    overview_on_pool,
+)
+
+__all__ = [
+    "OVERVIEW_CONNECTIONS",
+    "ConnectionsWithEnds",
+    "ConsumerScope",
+    "SyncMasks",
+    "activations_per_parent",
+    "connection_conditions",
+    "connections_by_id",
+    "connections_per_parent",
+    "connector_conditions",
+    "connector_health",
+    "connectors_by_id",
+    "connectors_by_slug",
+    "consumer_conditions",
+    "consumer_health",
+    "consumer_issues",
+    "consumers_active",
+    "consumers_by_external_id",
+    "consumers_by_id",
+    "count_activations_per_parent",
+    "count_checks",
+    "count_connections",
+    "count_connections_per_parent",
+    "count_connectors",
+    "count_consumers",
+    "count_rows",
+    "count_sync_activations",
+    "count_syncs",
+    "count_uses",
+    "count_uses_per_connection",
+    "count_where",
+    "in_values",
+    "list_checks",
+    "list_connections",
+    "list_connections_with_ends",
+    "list_connectors",
+    "list_consumers",
+    "list_sync_activations",
+    "list_syncs",
+    "list_uses",
+    "overview",
+    "overview_concurrently",
+    "overview_on_pool",
+    "required_connector_ids",
+    "sync_activation_conditions",
+    "sync_activation_counts",
+    "sync_activations_by_id",
+    "sync_activations_state",
+    "sync_conditions",
+    "syncs_by_id",
+    "syncs_by_name",
+    "uptime",
+    "use_conditions",
+    "use_kinds",
+    "use_summaries",
+    "uses_by_id",
+    "uses_per_connection",
+]
