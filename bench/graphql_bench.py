@@ -42,10 +42,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import strawberry
 import uvicorn
 from sqlalchemy import JSON, Table, event, insert, text
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graphql_schema.context import GraphQLContext, Viewer
 from graphql_schema.schema import build_schema
@@ -706,6 +708,15 @@ async def _execute(schema: Any, database: Database, scenario: Scenario) -> dict[
     return result.data
 
 
+def bench_schema(args: argparse.Namespace) -> strawberry.Schema:
+    """The app's schema, or with --stock-executor the same schema on strawberry's own
+    execution context (what graphql_schema.execution's figures are measured against)."""
+    schema = build_schema()
+    if args.stock_executor:
+        schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    return schema
+
+
 async def measure_in_process(
     database: Database,
     scenario: Scenario,
@@ -713,7 +724,7 @@ async def measure_in_process(
     log: StatementLog,
     runaway: Runaway,
 ) -> Measured:
-    schema = build_schema()
+    schema = bench_schema(args)
     started = time.perf_counter()
     try:
         data = await runaway.run(_execute(schema, database, scenario), args.timeout)
@@ -1337,6 +1348,11 @@ def main() -> None:
         help="cProfile the scenarios whose label contains this: own time by package",
     )
     parser.add_argument("--skip-app", action="store_true", help="no CSV and no HTTP part")
+    parser.add_argument(
+        "--stock-executor",
+        action="store_true",
+        help="run the in-process scenarios on strawberry's own execution context",
+    )
     parser.add_argument("--skip-http", action="store_true", help="CSV over ASGI only, no uvicorn")
     args = parser.parse_args()
     if args.database_url:

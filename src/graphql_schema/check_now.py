@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
-from graphql_schema.context import Services
+from graphql_schema.context import Info, Services
 from graphql_schema.errors import ClientError
-from graphql_schema.types import Info
 from graphql_schema.writes import write
 from probes.check import check_connection
 from probes.scheduler import random_jitter

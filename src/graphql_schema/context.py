@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
+import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from graphql_schema.errors import ClientError, PermissionDeniedError
@@ -132,3 +133,7 @@ class GraphQLContext:
         # collector could free, with every record the request loaded in it. Replaced, they are
         # freed as soon as the request's result no longer needs them.
         self.loaders = Loaders(self)
+
+
+Info = strawberry.Info[GraphQLContext, None]
+"""What every resolver is handed: the request's `GraphQLContext` and no root value."""

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import strawberry
 
 from graphql_schema.check_now import check_now
+from graphql_schema.context import Info
 from graphql_schema.errors import ClientError
 from graphql_schema.ids import decode_id
 from graphql_schema.mutation_inputs import (
@@ -28,7 +29,6 @@ from graphql_schema.types import (
     ConnectionNode,
     Connector,
     Consumer,
-    Info,
     Sync,
     SyncActivation,
     Use,

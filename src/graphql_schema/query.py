@@ -9,6 +9,8 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from graphql_schema import relay
+from graphql_schema.batching import First, node_selections, prime_connection_page
+from graphql_schema.context import Info
 from graphql_schema.ids import from_global_id
 from graphql_schema.inputs import (
     ConnectionFilterInput,
@@ -26,13 +28,9 @@ from graphql_schema.types import (
     ConnectionNode,
     Connector,
     Consumer,
-    First,
-    Info,
     Sync,
     SyncActivation,
     Use,
-    node_selections,
-    prime_connection_page,
 )
 from store import queries
 from store.filters import ConnectorFilter

@@ -8,8 +8,9 @@ from functools import partial
 
 import strawberry
 
+from graphql_schema.context import Info
 from graphql_schema.inputs import ConnectionFilterInput, connection_filter
-from graphql_schema.types import ConnectionNode, Info
+from graphql_schema.types import ConnectionNode
 from store import queries
 from store.pagination import PageRequest
 

@@ -3,18 +3,14 @@ and go through the request's DataLoaders, so nesting never multiplies statements
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
 
 import strawberry
-from strawberry.dataloader import DataLoader
-from strawberry.types.nodes import SelectedField, Selection
 
 from graphql_schema import relay
-from graphql_schema.context import GraphQLContext
+from graphql_schema.batching import First, nested, now_or_later
+from graphql_schema.context import Info
 from graphql_schema.inputs import (
     ConnectionFilterInput,
     SyncActivationFilterInput,
@@ -24,130 +20,7 @@ from graphql_schema.inputs import (
     use_filter,
 )
 from store import domain, queries
-from store.errors import StoreError
 from store.heartbeat import merge, to_spec
-from store.pagination import Page
-
-Info = strawberry.Info[GraphQLContext, None]
-
-R = TypeVar("R")
-N = TypeVar("N")
-
-
-async def _nested(
-    pages: DataLoader[tuple[int, Any], Page[R]],
-    counts: DataLoader[tuple[int, Any], int],
-    parent_id: int,
-    arguments: tuple[Any, ...],
-    first: int | None,
-    after: str | None,
-    wrap: Callable[[R], N],
-) -> relay.Connection[N]:
-    """A nested list (a consumer's connections, a connection's uses…) through its loaders:
-    every parent on the page is answered by one statement, and one more for totalCount."""
-    page = relay.page_request(first, after)
-    result = await pages.load((parent_id, (*arguments, page)))
-    return relay.to_connection(result, wrap, lambda: counts.load((parent_id, arguments)))
-
-
-First = Annotated[int | None, strawberry.argument(description=relay.FIRST_DESCRIPTION)]
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-def _now_or_later(loader: DataLoader[K, V], key: K, wrap: Callable[[V], R]) -> R | Awaitable[R]:
-    """`wrap(value)` at once when the request has already loaded `key`, else an awaitable.
-
-    A page primes its nodes' loaders (`prime_connection_page`), so their fields resolve
-    without a coroutine, a future and an await each: at 100 connections with five such
-    fields that overhead was most of the execution's CPU.
-    """
-    future = loader.cache_map.get(key)
-    if (
-        future is not None
-        and future.done()
-        and not future.cancelled()
-        and future.exception() is None
-    ):
-        return wrap(future.result())
-
-    async def later() -> R:
-        return wrap(await loader.load(key))
-
-    return later()
-
-
-def node_selections(info: Info) -> dict[str, list[SelectedField]]:
-    """The fields selected on the nodes of the connection being resolved (under `nodes` and
-    `edges { node }`, through fragments), by name."""
-    found: dict[str, list[SelectedField]] = defaultdict(list)
-
-    def fields(selections: Iterable[Selection]) -> Iterator[SelectedField]:
-        for selection in selections:
-            if isinstance(selection, SelectedField):
-                yield selection
-            else:  # a fragment: its fields count as the enclosing selection's
-                yield from fields(selection.selections)
-
-    for connection_field in info.selected_fields:
-        for field in fields(connection_field.selections):
-            if field.name == "nodes":
-                nodes = list(fields(field.selections))
-            elif field.name == "edges":
-                nodes = [
-                    node
-                    for edge_field in fields(field.selections)
-                    if edge_field.name == "node"
-                    for node in fields(edge_field.selections)
-                ]
-            else:
-                continue
-            for node_field in nodes:
-                found[node_field.name].append(node_field)
-    return found
-
-
-_USE_SUMMARY_FIELDS = ("usedFor", "usedForSummary", "instanceHealth", "health")
-
-
-async def prime_connection_page(
-    info: Info,
-    records: Sequence[domain.Connection],
-    selected: dict[str, list[SelectedField]],
-) -> None:
-    """Load, in one batch per loader, what the `selected` fields (`node_selections`) ask of
-    these connections, so that they resolve synchronously (`_now_or_later`). Same statements as
-    the lazy path; a loader already primed with every key runs none."""
-    if not records:
-        return
-    loaders = info.context.loaders
-    loads: list[Awaitable[Any]] = []
-    if "consumer" in selected:
-        loads.append(loaders.consumer.load_many({r.consumer_id for r in records}))
-    if "connector" in selected or "heartbeat" in selected:
-        loads.append(loaders.connector.load_many({r.connector_id for r in records}))
-    if any(name in selected for name in _USE_SUMMARY_FIELDS):
-        loads.append(loaders.use_summary.load_many([r.id for r in records]))
-    uses = selected.get("uses", [])
-    arguments = {name for field in uses for name in field.arguments}
-    # Only the plain `uses(first:, after:)` of one shape is primed; anything else (filters,
-    # several aliases with different pages) resolves lazily through the same loader.
-    if len(uses) == 1 and arguments <= {"first", "after"}:
-        given = uses[0].arguments
-        first = given.get("first")
-        try:
-            # Strawberry hands an inline literal over as its source text (validated an Int).
-            page = relay.page_request(
-                int(first) if isinstance(first, str) else first, given.get("after")
-            )
-        except StoreError:
-            page = None  # the field itself reports the bad argument
-        if page is not None:
-            key = (use_filter(None, None), page)
-            loads.append(loaders.uses_of.load_many([(r.id, key) for r in records]))
-    if loads:
-        await asyncio.gather(*loads)
 
 
 async def _connector(info: Info, connector_id: int | None) -> Connector | None:
@@ -249,7 +122,7 @@ class Consumer(relay.Node):
     ) -> relay.Connection[ConnectionNode]:
         f = connection_filter(filter, search, info.context.viewer)
         loaders = info.context.loaders
-        return await _nested(
+        return await nested(
             loaders.connections_of,
             loaders.connection_counts_of,
             self._row_id,
@@ -270,7 +143,7 @@ class Consumer(relay.Node):
     ) -> relay.Connection[SyncActivation]:
         f = sync_activation_filter(filter, search, info.context.viewer)
         loaders = info.context.loaders
-        return await _nested(
+        return await nested(
             loaders.activations_of,
             loaders.activation_counts_of,
             self._row_id,
@@ -311,7 +184,7 @@ class Connector(relay.Node):
     ) -> relay.Connection[ConnectionNode]:
         f = connection_filter(filter, search, info.context.viewer)
         loaders = info.context.loaders
-        return await _nested(
+        return await nested(
             loaders.connections_of,
             loaders.connection_counts_of,
             self._row_id,
@@ -394,13 +267,13 @@ class ConnectionNode(relay.Node):
 
     @strawberry.field(graphql_type=Consumer)
     def consumer(self, info: Info) -> Consumer | Awaitable[Consumer]:
-        return _now_or_later(
+        return now_or_later(
             info.context.loaders.consumer, self._record.consumer_id, _existing_consumer
         )
 
     @strawberry.field(graphql_type=Connector)
     def connector(self, info: Info) -> Connector | Awaitable[Connector]:
-        return _now_or_later(
+        return now_or_later(
             info.context.loaders.connector, self._record.connector_id, _existing_connector
         )
 
@@ -409,18 +282,18 @@ class ConnectionNode(relay.Node):
         description='Uses per kind: [{label: "Hypersyncs", count: 4}].',
     )
     def used_for(self, info: Info) -> list[UsedFor] | Awaitable[list[UsedFor]]:
-        return _now_or_later(info.context.loaders.use_summary, self._record.id, _used_for)
+        return now_or_later(info.context.loaders.use_summary, self._record.id, _used_for)
 
     @strawberry.field(
         graphql_type=str,
         description='The "Used for" column as text: "Hypersyncs (4), Cloud files (1)".',
     )
     def used_for_summary(self, info: Info) -> str | Awaitable[str]:
-        return _now_or_later(info.context.loaders.use_summary, self._record.id, _used_for_text)
+        return now_or_later(info.context.loaders.use_summary, self._record.id, _used_for_text)
 
     @strawberry.field(graphql_type=InstanceHealth)
     def instance_health(self, info: Info) -> InstanceHealth | Awaitable[InstanceHealth]:
-        return _now_or_later(info.context.loaders.use_summary, self._record.id, _instance_health)
+        return now_or_later(info.context.loaders.use_summary, self._record.id, _instance_health)
 
     @strawberry.field(
         graphql_type=domain.Health,
@@ -439,7 +312,7 @@ class ConnectionNode(relay.Node):
                 with_failing_uses=summary.instance_health.failed,
             )
 
-        return _now_or_later(info.context.loaders.use_summary, record.id, rollup)
+        return now_or_later(info.context.loaders.use_summary, record.id, rollup)
 
     @strawberry.field(graphql_type=relay.Connection[Use])
     def uses(
@@ -454,7 +327,7 @@ class ConnectionNode(relay.Node):
         connection_id = self._record.id
         f = use_filter(filter, search)
         page = relay.page_request(first, after)
-        return _now_or_later(
+        return now_or_later(
             loaders.uses_of,
             (connection_id, (f, page)),
             lambda result: relay.to_connection(
@@ -582,7 +455,7 @@ class Sync(relay.Node):
     ) -> relay.Connection[SyncActivation]:
         f = sync_activation_filter(filter, search, info.context.viewer)
         loaders = info.context.loaders
-        return await _nested(
+        return await nested(
             loaders.activations_of,
             loaders.activation_counts_of,
             self._row_id,

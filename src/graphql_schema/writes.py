@@ -11,9 +11,9 @@ import strawberry
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from graphql_schema.context import Info
 from graphql_schema.errors import ClientError
 from graphql_schema.ids import decode_id
-from graphql_schema.types import Info
 from store import domain
 from store.errors import ConflictError, ValidationError
 

@@ -24,9 +24,10 @@ from graphql.pyutils import Undefined
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from graphql_schema import execution
+from graphql_schema import execution, execution_fields
 from graphql_schema.context import GraphQLContext, Viewer
-from graphql_schema.execution import InliningExecutor, PlainField, ResolverField, fields_of
+from graphql_schema.execution import InliningExecutor
+from graphql_schema.execution_fields import PlainField, ResolverField, fields_of
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
 from tests.factories import seed_healthy_and_failed
@@ -72,16 +73,16 @@ def test_a_connection_s_fields_by_how_they_are_executed() -> None:
 @pytest.fixture
 def inline_completions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every plain field value completed inline (proof the inline path ran at all): by the
-    common coercion, or by `_coerce_plain` when that one could not decide."""
+    common coercion, or by `coerce_plain` when that one could not decide."""
     completed: list[Any] = []
-    common_coercion, coerce_plain = execution._common_coercion, execution._coerce_plain
+    common_coercion, coerce_plain = execution_fields._common_coercion, execution_fields.coerce_plain
 
     def recording_common_coercion(leaf_type: Any) -> Callable[[Any], Any]:
         coerce = common_coercion(leaf_type)
 
         def recorded(value: Any) -> Any:
             result = coerce(value)
-            if result is not execution._UNDECIDED:
+            if result is not execution_fields.UNDECIDED:
                 completed.append(result)
             return result
 
@@ -93,8 +94,8 @@ def inline_completions(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         return value
 
     # Schemas built from here on take the recording coercions (fields are found per schema).
-    monkeypatch.setattr(execution, "_common_coercion", recording_common_coercion)
-    monkeypatch.setattr(execution, "_coerce_plain", recording_coerce_plain)
+    monkeypatch.setattr(execution_fields, "_common_coercion", recording_common_coercion)
+    monkeypatch.setattr(execution, "coerce_plain", recording_coerce_plain)
     return completed
 
 
@@ -524,22 +525,22 @@ def test_common_coercions_answer_as_the_types_do() -> None:
     for graphql_type in schema._schema.type_map.values():
         if not isinstance(graphql_type, GraphQLEnumType) or graphql_type.name.startswith("__"):
             continue
-        coerce = execution._common_coercion(graphql_type)
+        coerce = execution_fields._common_coercion(graphql_type)
         for member in graphql_type.wrapped_cls:  # type: ignore[attr-defined]
             assert coerce(member) == graphql_type.coerce_output_value(member)
             checked += 1
-        assert coerce("not a member") is execution._UNDECIDED
+        assert coerce("not a member") is execution_fields.UNDECIDED
     assert checked >= 20
     samples: list[tuple[Any, Any, Any]] = [
         (GraphQLString, "text", "text"),
-        (GraphQLString, 7, execution._UNDECIDED),
+        (GraphQLString, 7, execution_fields.UNDECIDED),
         (GraphQLID, "Q29uc3VtZXI6MQ", "Q29uc3VtZXI6MQ"),
         (GraphQLBoolean, True, True),
-        (GraphQLBoolean, 1, execution._UNDECIDED),
+        (GraphQLBoolean, 1, execution_fields.UNDECIDED),
         (GraphQLInt, 2**31 - 1, 2**31 - 1),
-        (GraphQLInt, 2**31, execution._UNDECIDED),
-        (GraphQLInt, True, execution._UNDECIDED),
-        (GraphQLFloat, 1.5, execution._UNDECIDED),
+        (GraphQLInt, 2**31, execution_fields.UNDECIDED),
+        (GraphQLInt, True, execution_fields.UNDECIDED),
+        (GraphQLFloat, 1.5, execution_fields.UNDECIDED),
     ]
     for leaf_type, value, expected in samples:
-        assert execution._common_coercion(leaf_type)(value) == expected, (leaf_type, value)
+        assert execution_fields._common_coercion(leaf_type)(value) == expected, (leaf_type, value)
