@@ -53,7 +53,7 @@ from graphql_schema.context import GraphQLContext, Viewer
 from graphql_schema.schema import build_schema
 from healthgraph.app import create_app
 from healthgraph.database import Database, connect, open_database
-from healthgraph.memory import freeze_startup_objects
+from healthgraph.runtime import RuntimeTuning
 from healthgraph.settings import Settings
 from store.domain import SyncStep, TokenScope
 from store.migrate import upgrade_database
@@ -739,7 +739,7 @@ async def measure_in_process(
         warmup, cut = 0, f" [runs cut to {runs}: {first_s:.1f} s per run, budget {args.budget} s]"
     for _ in range(max(0, warmup - 1)):
         await _execute(schema, database, scenario)
-    freeze_startup_objects()  # as the app does once its start-up is done
+    RuntimeTuning().started()  # as the app does once its start-up is done
     log.take()
     timings: list[float] = []
     cpu: list[float] = []

@@ -8,9 +8,7 @@ transaction and one rendering. Scrapes that arrive while one is running share it
 from __future__ import annotations
 
 import asyncio
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -58,31 +56,11 @@ class StoreCollector:
             future.exception()  # retrieved here, so a scrape nobody awaits logs no warning
 
     async def _scrape(self) -> list[bytes]:
-        with collection_paused():
-            snapshot = await self.snapshot()
-            # Rendering 100k connections takes a good part of a second of pure Python: in a
-            # thread, the event loop (API, scheduler) keeps getting GIL slices meanwhile.
-            return await asyncio.to_thread(_render, snapshot)
+        snapshot = await self.snapshot()
+        # Rendering 100k connections takes a good part of a second of pure Python: in a
+        # thread, the event loop (API, scheduler) keeps getting GIL slices meanwhile.
+        return await asyncio.to_thread(_render, snapshot)
 
 
 def _render(snapshot: MetricsSnapshot) -> list[bytes]:
     return list(render_chunks(snapshot))
-
-
-@contextmanager
-def collection_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for one scrape, back on after.
-
-    A scrape of 100k connections allocates a few hundred thousand tuples that all survive
-    until it ends; each batch of them triggers a collection that walks every object of the
-    process, which made the scrape up to twice as slow. Nothing a scrape builds is cyclic,
-    and whatever others free meanwhile is collected when this ends. Never re-enables a
-    collector that someone else had disabled.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,8 +37,8 @@ from healthgraph.limits import (
     JsonObjectBody,
     push_error,
 )
-from healthgraph.memory import freeze_startup_objects, thaw_startup_objects
 from healthgraph.push import inbound_heartbeat, use_run
+from healthgraph.runtime import RuntimeTuning
 from healthgraph.settings import Settings
 from healthgraph.worker import run_event_loop, run_worker
 from probes.guard import AddressGuard
@@ -52,7 +51,6 @@ from store.events import broadcaster_for
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_SECONDS = 2.0
-SCHEDULER_SWITCH_INTERVAL_SECONDS = 0.0005
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
@@ -89,6 +87,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     registry = service_registry()
     self_metrics = SelfMetrics(registry)
     services.check_observer = self_metrics
+    tuning = RuntimeTuning(settings.runtime_tuning)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -102,17 +101,17 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
                 async with contextlib.AsyncExitStack() as running:
                     if scheduler:
                         await running.enter_async_context(
-                            _scheduler_running(settings, services, self_metrics)
+                            _scheduler_running(settings, services, self_metrics, tuning)
                         )
                     if demo and scheduler:
                         # The remote sides act only when the service runs checks too, so a
                         # demo without the scheduler (the tests') stays as the catalog says.
                         await running.enter_async_context(_demo_activity(database, services))
-                    freeze_startup_objects()
+                    tuning.started()
                     try:
                         yield
                     finally:
-                        thaw_startup_objects()
+                        tuning.stopped()
         finally:
             await services.broadcaster.stop()
             await database.close()
@@ -195,7 +194,7 @@ async def _demo_activity(database: Database, services: Services) -> AsyncIterato
 
 @asynccontextmanager
 async def _scheduler_running(
-    settings: Settings, services: Services, observer: CheckObserver
+    settings: Settings, services: Services, observer: CheckObserver, tuning: RuntimeTuning
 ) -> AsyncIterator[None]:
     """The worker role inside this process, on its own thread and event loop, stopped (claims
     released) when the app stops.
@@ -237,13 +236,9 @@ async def _scheduler_running(
             else:
                 log.exception("the heartbeat scheduler stopped")
 
-    # Every step of the scheduler (each await, each SQLite reply from its thread) waits for
-    # the interpreter; at the default 5 ms a busy API makes every claim and write crawl.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(SCHEDULER_SWITCH_INTERVAL_SECONDS)
-    thread = threading.Thread(target=run, name="healthgraph-scheduler", daemon=True)
-    thread.start()
-    try:
+    with tuning.scheduler_thread():
+        thread = threading.Thread(target=run, name="healthgraph-scheduler", daemon=True)
+        thread.start()
         await asyncio.wrap_future(started)
         try:
             yield
@@ -253,8 +248,6 @@ async def _scheduler_running(
             with contextlib.suppress(RuntimeError):
                 stop()
             await asyncio.to_thread(thread.join)
-    finally:
-        sys.setswitchinterval(switch_interval)
 
 
 def _services(settings: Settings) -> Services:

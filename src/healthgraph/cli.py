@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError, SettingsError
 from healthgraph.keys import add_key_to_file, retire_old_keys
 from healthgraph.logs import configure_logging
+from healthgraph.runtime import RuntimeTuning
 from healthgraph.settings import Settings, load_settings
 from healthgraph.worker import run_event_loop, run_until_signalled
 from probes.guard import AddressGuard
@@ -159,15 +160,29 @@ async def _worker(settings: Settings) -> None:
 
     registry = service_registry()
     metrics = metrics_app(registry=registry, token=settings.metrics_token)
+    tuning = RuntimeTuning(settings.runtime_tuning)
     try:
         await run_until_signalled(
             settings,
             on_changes=publish,
             observer=SelfMetrics(registry),
-            alongside=_metrics_server(metrics, settings.host, settings.worker_metrics_port),
+            alongside=_worker_started(
+                _metrics_server(metrics, settings.host, settings.worker_metrics_port), tuning
+            ),
         )
     finally:
+        tuning.stopped()
         await broadcaster.stop()
+
+
+@asynccontextmanager
+async def _worker_started(
+    metrics_server: AbstractAsyncContextManager[None], tuning: RuntimeTuning
+) -> AsyncIterator[None]:
+    """The worker's metrics server, and its runtime tuning once start-up is done."""
+    async with metrics_server:
+        tuning.started()
+        yield
 
 
 @asynccontextmanager

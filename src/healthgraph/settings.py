@@ -40,6 +40,7 @@ _KEYS = (
     "PUBLIC_URL",
     "WORKER_METRICS_PORT",
     "PROBE_PROCESSES",
+    "RUNTIME_TUNING",
 )
 MAX_PROBE_PROCESSES = 64
 
@@ -60,6 +61,8 @@ class Settings:
     worker_metrics_port: int = 9464
     # 0: the scheduler probes in its own process; N: in N child processes (probes.pool).
     probe_processes: int = 0
+    # The interpreter tuning of healthgraph.runtime (collector thresholds, switch interval).
+    runtime_tuning: bool = True
 
     @property
     def base_url(self) -> str:
@@ -223,7 +226,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if "ALLOW_TARGETS" in raw:
         key = f"{PREFIX}ALLOW_TARGETS"
         values["allow_targets"] = tuple(_allow_target(key, e) for e in _list(raw["ALLOW_TARGETS"]))
-    for short in ("ANONYMOUS_READ", "GRAPHIQL", "INTROSPECTION"):
+    for short in ("ANONYMOUS_READ", "GRAPHIQL", "INTROSPECTION", "RUNTIME_TUNING"):
         if short in raw:
             values[short.lower()] = _bool(f"{PREFIX}{short}", raw[short])
     if raw.get("METRICS_TOKEN"):

@@ -28,6 +28,20 @@ def test_defaults() -> None:
         public_url=None,
         worker_metrics_port=9464,
         probe_processes=0,
+        runtime_tuning=True,
+    )
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("false", False), ("0", False), ("yes", True)])
+def test_runtime_tuning_can_be_turned_off(raw: str, expected: bool) -> None:
+    assert load_settings({"HEALTHGRAPH_RUNTIME_TUNING": raw}).runtime_tuning is expected
+
+
+def test_a_bad_runtime_tuning_value_is_named() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"HEALTHGRAPH_RUNTIME_TUNING": "sometimes"})
+    assert str(caught.value) == (
+        "HEALTHGRAPH_RUNTIME_TUNING: expected true or false (got 'sometimes')"
     )
 
 
@@ -128,7 +142,7 @@ def test_a_bad_file_is_named(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{config}: colour: unknown setting; expected one of database_url, host, port, secret_keys, "
         "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level, public_url, worker_metrics_port, "
-        "probe_processes"
+        "probe_processes, runtime_tuning"
     )
     config.write_text("[not, a, mapping]\n")
     with pytest.raises(SettingsError, match="must hold a mapping of setting: value"):
