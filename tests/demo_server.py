@@ -9,6 +9,7 @@ from typing import Any
 from gql import Client, GraphQLRequest
 from gql.transport.httpx import HTTPXAsyncTransport
 
+from graphql_schema.context import Services
 from healthgraph.database import Database
 from store.domain import TokenScope
 from store.tokens import create_token
@@ -20,6 +21,7 @@ QUERIES = Path(__file__).resolve().parents[1] / "docs" / "queries"
 class Server:
     base_url: str
     database: Database
+    services: Services | None = None  # the app's, where the test started the app itself
 
     async def token(self, scope: TokenScope = TokenScope.READ, consumer: str | None = None) -> str:
         async with self.database.sessions.begin() as session:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.domain import ConnectionState, ConnectionStatus, Direction, SyncStep, UseStatus
@@ -145,3 +148,50 @@ async def seed_healthy_and_failed(session: AsyncSession, consumers: int = 4) -> 
         for n in range(index):
             await graph.use(up, "hypersync", f"sync {n}", UseStatus.HEALTHY)
             await graph.use(down, "livesync", f"file {n}", UseStatus.FAILED)
+
+
+async def seed_outbound_connections(
+    session: AsyncSession,
+    urls: Sequence[str],
+    *,
+    interval_seconds: int,
+    due: bool = True,
+    timeout_seconds: float | None = None,
+) -> None:
+    """One ACTIVE outbound connection per URL (consumer "acme", connector "target"), inserted
+    in one statement, due now or never: for tests of many connections."""
+    consumer = ConsumerRow(external_id="acme", name="Acme")
+    connector = ConnectorRow(
+        slug="target",
+        name="Target",
+        category="testing",
+        heartbeat={"kind": "http", "url": "http://127.0.0.1/", "timeout_seconds": 50},
+    )
+    session.add_all([consumer, connector])
+    await session.flush()
+    now = datetime.now(UTC)
+    override: dict[str, Any] = (
+        {} if timeout_seconds is None else {"timeout_seconds": timeout_seconds}
+    )
+    await session.execute(
+        insert(ConnectionRow),
+        [
+            {
+                "consumer_id": consumer.id,
+                "connector_id": connector.id,
+                "name": f"connection {n}",
+                "direction": Direction.OUTBOUND,
+                "state": ConnectionState.ACTIVE,
+                "status": ConnectionStatus.UNKNOWN,
+                "check_interval_seconds": interval_seconds,
+                "failure_threshold": 1,
+                "consecutive_failures": 0,
+                "next_check_at": now if due else None,
+                "heartbeat": {"url": url, **override},
+                "state_changed_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n, url in enumerate(urls)
+        ],
+    )

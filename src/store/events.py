@@ -30,6 +30,19 @@ class Broadcaster:
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[int]] = set()
+        self._joined = asyncio.Event()
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscribers of this process listen now."""
+        return len(self._queues)
+
+    async def wait_for_subscribers(self, count: int) -> None:
+        """Return once at least `count` subscribers listen: a barrier for whoever must not
+        publish before a subscription is in place (tests, tools)."""
+        while len(self._queues) < count:
+            self._joined.clear()
+            await self._joined.wait()
 
     async def start(self) -> None:
         """Begin receiving changes published elsewhere (nothing to do in one process)."""
@@ -53,6 +66,7 @@ class Broadcaster:
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[int]]:
         queue: asyncio.Queue[int] = asyncio.Queue(QUEUE_LIMIT)
         self._queues.add(queue)
+        self._joined.set()
         try:
             yield queue
         finally:

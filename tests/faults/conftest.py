@@ -19,7 +19,6 @@ import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -27,29 +26,17 @@ import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import insert
 
 from healthgraph.database import open_database
 from store.crypto import generate_key
-from store.domain import ConnectionState, ConnectionStatus, Direction, TokenScope
-from store.models import ConnectionRow, ConnectorRow, ConsumerRow
+from store.domain import TokenScope
 from store.tokens import create_token
 from tests.conftest import _missing_postgres
+from tests.factories import seed_outbound_connections
 from tests.servers import free_port
+from tests.waiting import wait_until
 
 KEY = generate_key()
-
-
-async def wait_until(
-    condition: Callable[[], Awaitable[bool]], seconds: float, what: str, step: float = 0.1
-) -> None:
-    """Poll `condition` until it holds; fail naming `what` when `seconds` pass."""
-    try:
-        async with asyncio.timeout(seconds):
-            while not await condition():  # noqa: ASYNC110 - polling processes and databases
-                await asyncio.sleep(step)
-    except TimeoutError:
-        raise AssertionError(f"not within {seconds} s: {what}") from None
 
 
 # --- a private PostgreSQL cluster ------------------------------------------------------------
@@ -343,37 +330,12 @@ async def seed_connections(
     database = await open_database(database_url, upgrade_embedded=True)
     try:
         async with database.sessions.begin() as session:
-            consumer = ConsumerRow(external_id="acme", name="Acme")
-            connector = ConnectorRow(
-                slug="target",
-                name="Target",
-                category="testing",
-                heartbeat={"kind": "http", "url": "http://127.0.0.1/", "timeout_seconds": 5},
-            )
-            session.add_all([consumer, connector])
-            await session.flush()
-            now = datetime.now(UTC)
-            await session.execute(
-                insert(ConnectionRow),
-                [
-                    {
-                        "consumer_id": consumer.id,
-                        "connector_id": connector.id,
-                        "name": f"connection {n}",
-                        "direction": Direction.OUTBOUND,
-                        "state": ConnectionState.ACTIVE,
-                        "status": ConnectionStatus.UNKNOWN,
-                        "check_interval_seconds": interval_seconds,
-                        "failure_threshold": 1,
-                        "consecutive_failures": 0,
-                        "next_check_at": now if due else None,
-                        "heartbeat": {"url": url, "timeout_seconds": timeout_seconds},
-                        "state_changed_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for n, url in enumerate(urls)
-                ],
+            await seed_outbound_connections(
+                session,
+                urls,
+                interval_seconds=interval_seconds,
+                due=due,
+                timeout_seconds=timeout_seconds,
             )
     finally:
         await database.close()

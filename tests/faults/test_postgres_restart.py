@@ -25,8 +25,8 @@ from tests.faults.conftest import (
     read_token,
     run_healthgraph,
     seed_connections,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 CONNECTIONS = 20
 QUERY = "{ connections(first: 100) { totalCount nodes { name status lastCheckedAt } } }"
@@ -90,7 +90,7 @@ async def test_a_postgres_restart_is_survived_without_losing_a_written_check(
         started = time.monotonic()
         down = await graphql(client, api, token)
         elapsed = time.monotonic() - started
-        assert elapsed < 5
+        assert elapsed < 10  # an answer, not a hang on the dead connection
         assert (down.status_code, down.headers.get("retry-after"), down.text) == (
             503,
             "5",

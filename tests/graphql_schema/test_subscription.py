@@ -50,7 +50,9 @@ async def _first_events(
                     return
 
         task = asyncio.create_task(collect())
-        await asyncio.sleep(0.3)  # the subscription is registered before the change happens
+        # The change must happen after the subscription is in place, or it is not seen.
+        assert server.services is not None
+        await asyncio.wait_for(server.services.broadcaster.wait_for_subscribers(1), timeout=10)
         await trigger()
         await asyncio.wait_for(task, timeout=10)
     return events
@@ -139,7 +141,7 @@ async def postgres_demo() -> AsyncIterator[tuple[Server, str]]:
     app = create_app(settings, demo=True)
     try:
         async with running(app, port) as base:
-            yield Server(base, app.state.database), url
+            yield Server(base, app.state.database, app.state.services), url
     finally:
         await drop_postgres_database(url)
 

@@ -18,19 +18,20 @@ from typing import IO
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from healthgraph.database import Database, open_database
 from healthgraph.settings import load_settings
 from healthgraph.worker import WorkerLockedError, run_worker
 from probes.scheduler import SchedulerConfig
 from store.crypto import generate_key
-from store.domain import ConnectionState, ConnectionStatus, Direction
 from store.engine import create_engine
 from store.migrate import upgrade_database
-from store.models import CheckRow, ConnectionRow, ConnectorRow, ConsumerRow
+from store.models import CheckRow, ConnectionRow
 from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.factories import seed_outbound_connections
 from tests.servers import process_running
+from tests.waiting import wait_until
 
 KEY = generate_key()
 
@@ -75,48 +76,16 @@ async def target() -> AsyncIterator[Target]:
 # --- databases and rows --------------------------------------------------------------------------
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    async with asyncio.timeout(seconds):
-        while not await condition():  # noqa: ASYNC110 - polling a database and files
-            await asyncio.sleep(0.1)
-
-
 async def add_connections(
     database: Database, base_url: str, count: int, *, path: str, due: bool
 ) -> None:
-    """`count` outbound ACTIVE connections, inserted in bulk, hourly, each its own URL."""
+    """`count` outbound ACTIVE connections, hourly, each its own URL."""
     async with database.sessions.begin() as session:
-        consumer = ConsumerRow(external_id="acme", name="Acme")
-        connector = ConnectorRow(
-            slug="target",
-            name="Target",
-            category="testing",
-            heartbeat={"kind": "http", "url": f"{base_url}/", "timeout_seconds": 50},
-        )
-        session.add_all([consumer, connector])
-        await session.flush()
-        now = datetime.now(UTC)
-        await session.execute(
-            insert(ConnectionRow),
-            [
-                {
-                    "consumer_id": consumer.id,
-                    "connector_id": connector.id,
-                    "name": f"connection {n}",
-                    "direction": Direction.OUTBOUND,
-                    "state": ConnectionState.ACTIVE,
-                    "status": ConnectionStatus.UNKNOWN,
-                    "check_interval_seconds": 3600,
-                    "failure_threshold": 1,
-                    "consecutive_failures": 0,
-                    "next_check_at": now if due else None,
-                    "heartbeat": {"url": f"{base_url}/{path}/{n}"},
-                    "state_changed_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for n in range(count)
-            ],
+        await seed_outbound_connections(
+            session,
+            [f"{base_url}/{path}/{n}" for n in range(count)],
+            interval_seconds=3600,
+            due=due,
         )
 
 

@@ -90,7 +90,7 @@ def test_a_regex_that_backtracks_for_ever_is_stopped_and_named() -> None:
     problem = body_problem(
         b"a" * 64 + b"!", _spec(body_regex="^(a|aa)+$"), encoding="utf-8", truncated=False
     )
-    assert time.perf_counter() - started < 1.0  # unbounded, this runs for hours
+    assert time.perf_counter() - started < 3.0  # unbounded, this runs for hours
     assert problem == (
         "body regex /^(a|aa)+$/ ran longer than 0.1 s and was stopped; "
         "simplify it (nested repetition backtracks)"

@@ -103,8 +103,10 @@ async def test_a_server_that_never_answers_is_timeout(
         None,
         f"no complete answer from 127.0.0.1:{silent_port} within 0.5 s",
     )
-    assert 0.45 <= elapsed < 1.5
-    assert 450 <= result.latency_ms < 1500
+    # Stopped at its deadline (a silent server would hold it for ever); the upper bound leaves
+    # a busy 2-core machine its scheduling delays.
+    assert 0.45 <= elapsed < 3.0
+    assert 450 <= result.latency_ms < 3000
 
 
 async def test_a_closed_port_is_connect(closed_port: int, loopback_context: ProbeContext) -> None:
@@ -215,7 +217,7 @@ async def test_a_gigantic_body_is_read_only_up_to_the_cap(
         http_target(http_server.url("/huge"), body_regex=r"^x+$"), loopback_context
     )
     no = await probe_http(http_target(http_server.url("/huge"), body_regex="y"), loopback_context)
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # the whole body would take minutes
     assert outcome(ok) == (True, None, 200, None)
     assert outcome(no) == (
         False,
@@ -239,7 +241,7 @@ async def test_a_server_that_trickles_bytes_hits_the_total_timeout(
     target = http_target(http_server.url("/trickle"), body_regex="never", timeout_seconds=0.5)
     started = time.perf_counter()
     result = await probe_http(target, loopback_context)
-    assert time.perf_counter() - started < 0.5 + 1.0
+    assert time.perf_counter() - started < 3.0  # the trickle lasts ten seconds
     assert outcome(result) == (
         False,
         FailureReason.TIMEOUT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from store.models import CheckRow, ConnectionRow
 from store.scheduling import DueCheck
 from tests.probes.conftest import CANARY, HttpServer
 from tests.store.test_scheduling import Graph, make_graph
+from tests.waiting import wait_until
 
 FAST = SchedulerConfig(
     idle_poll_seconds=0.05,
@@ -73,12 +74,6 @@ async def due(graph: Graph, url: str | None, **options: Any) -> int:
     """A connection due now (the store tests' default due time is a fixed instant)."""
     options.setdefault("next_check_at", datetime.now(UTC) - timedelta(seconds=1))
     return await graph.connection(heartbeat={"url": url, **options.pop("heartbeat", {})}, **options)
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], seconds: float = 20) -> None:
-    async with asyncio.timeout(seconds):
-        while not await condition():  # noqa: ASYNC110 - polling the database, not an event
-            await asyncio.sleep(0.05)
 
 
 async def all_checks(graph: Graph) -> list[CheckRow]:
