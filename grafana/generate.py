@@ -4,7 +4,7 @@ Run `.venv/bin/python grafana/generate.py` after changing this file and commit t
 tests/grafana checks the committed files equal what this script writes, and runs every
 panel's query against a real Prometheus scraping the demo service.
 
-Metric names and labels: DESIGN.md "Metrics contract" (src/exporter/contract.py).
+Metric names and labels: the metrics contract in src/exporter/contract.py (docs/design.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The metrics contract (DESIGN.md): names, help, types, labels, and when a series exists.
+"""The metrics contract (docs/design.md): names, help, types, labels, and when a series exists.
 
 The fast writer and the prometheus-client reference both read this module, so they cannot
 disagree on a name or on the rule that decides whether a sample is present.

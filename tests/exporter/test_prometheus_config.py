@@ -1,5 +1,5 @@
 """prometheus/: the shipped rules, their unit tests and the Alertmanager config, checked by the
-real promtool and amtool; and the contract's shape of every alert (DESIGN.md)."""
+real promtool and amtool; and the contract's shape of every alert (docs/design.md)."""
 
 from __future__ import annotations
 
