@@ -19,6 +19,7 @@ from strawberry.scalars import JSON
 from graphql_schema.context import Services
 from graphql_schema.errors import ClientError
 from graphql_schema.ids import decode_id
+from graphql_schema.tokens import TokenMutation
 from graphql_schema.types import (
     ConnectionNode,
     Connector,
@@ -284,7 +285,7 @@ def _required(value: object, field: str) -> Any:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(TokenMutation):
     @strawberry.mutation
     async def create_consumer(self, info: Info, input: CreateConsumerInput) -> Consumer:
         _global_only(info, "consumers")

@@ -41,6 +41,7 @@ from healthgraph.limits import (
 from healthgraph.memory import freeze_startup_objects, thaw_startup_objects
 from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.settings import Settings
+from healthgraph.token_use import TokenUses
 from healthgraph.worker import run_event_loop, run_worker
 from probes.guard import AddressGuard
 from probes.scheduler import CheckObserver
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     registry = service_registry()
     self_metrics = SelfMetrics(registry)
     services.check_observer = self_metrics
+    uses = TokenUses(database.sessions)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -115,6 +117,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
                         thaw_startup_objects()
         finally:
             await services.broadcaster.stop()
+            await uses.close()
             await database.close()
 
     policy = AccessPolicy(anonymous_read=settings.anonymous_read, anonymous_read_loopback=demo)
@@ -131,6 +134,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
             ),
             database,
             policy,
+            uses,
         ),
         MAX_GRAPHQL_BODY_BYTES,
     )
@@ -149,13 +153,13 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         Route("/consumers/{external_id}", consumer_page),
         Route(
             "/export/consumers.csv",
-            Authenticated(request_response(consumers_csv), database, policy),
+            Authenticated(request_response(consumers_csv), database, policy, uses),
             methods=["GET"],
         ),
         Route(
             "/push/heartbeat/{id}",
             BodySizeLimit(
-                Authenticated(request_response(inbound_heartbeat), database, policy),
+                Authenticated(request_response(inbound_heartbeat), database, policy, uses),
                 MAX_PUSH_BODY_BYTES,
                 push_error,
             ),
@@ -164,7 +168,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         Route(
             "/push/use-run/{id}",
             BodySizeLimit(
-                Authenticated(request_response(use_run), database, policy),
+                Authenticated(request_response(use_run), database, policy, uses),
                 MAX_PUSH_BODY_BYTES,
                 push_error,
             ),

@@ -18,6 +18,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from graphql_schema.context import GraphQLContext, Services, Viewer
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
+from healthgraph.token_use import TokenUses
 from store import tokens
 from store.domain import TokenScope
 
@@ -43,9 +44,15 @@ def _is_loopback(connection: HTTPConnection) -> bool:
 
 
 async def resolve_viewer(
-    connection: HTTPConnection, database: Database, policy: AccessPolicy
+    connection: HTTPConnection,
+    database: Database,
+    policy: AccessPolicy,
+    uses: TokenUses | None = None,
 ) -> Viewer | None:
-    """The viewer a request authenticates as; None when it may not come in."""
+    """The viewer a request authenticates as; None when it may not come in.
+
+    The token is looked up on every request (no cache), so a revoked one is refused from the
+    next request on, by every replica. `uses` hears of each token let in."""
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if header:
@@ -55,6 +62,8 @@ async def resolve_viewer(
             grant = await tokens.authenticate(session, token.strip())
         if grant is None:
             return None
+        if uses is not None:
+            uses.note(grant.token_id)
         return Viewer(scope=grant.scope, consumer_id=grant.consumer_id)
     if policy.anonymous_read or (policy.anonymous_read_loopback and _is_loopback(connection)):
         return Viewer(scope=TokenScope.READ, anonymous=True)
@@ -95,10 +104,17 @@ class HealthgraphGraphQL(GraphQL[GraphQLContext, None]):
 class Authenticated:
     """Let a request reach `app` only with a viewer; refuse it with 401 otherwise."""
 
-    def __init__(self, app: ASGIApp, database: Database, policy: AccessPolicy) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        database: Database,
+        policy: AccessPolicy,
+        uses: TokenUses | None = None,
+    ) -> None:
         self.app = app
         self.database = database
         self.policy = policy
+        self.uses = uses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -115,7 +131,7 @@ class Authenticated:
             await self.app(scope, receive, send)
             return
         try:
-            viewer = await resolve_viewer(connection, self.database, self.policy)
+            viewer = await resolve_viewer(connection, self.database, self.policy, self.uses)
         except _DATABASE_DOWN as exc:
             # Tokens live in the database: without it nobody can be let in, and the client
             # should hear that it is a passing outage, not a bug (a bare 500).
