@@ -13,11 +13,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
 from graphql_schema.context import GraphQLContext, Services, Viewer
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
+from healthgraph.graphql_media import GRAPHQL_RESPONSE_JSON, Outcome, outcome, response_media_type
 from healthgraph.token_use import TokenUses
 from store import tokens
 from store.domain import TokenScope
@@ -86,13 +89,34 @@ class HealthgraphGraphQL(GraphQL[GraphQLContext, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
+        media_type = response_media_type(request.headers.get("accept"))
         # Strawberry answers a request it cannot run (no query, a mutation over GET, ...) in
         # plain text; GraphQL clients read errors from JSON, so the same message comes as JSON.
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except HTTPException as exc:
-            response = JSONResponse({"errors": [{"message": exc.reason}]}, exc.status_code)
+            response = JSONResponse(
+                {"errors": [{"message": exc.reason}]}, exc.status_code, media_type=media_type
+            )
+        result: Outcome | None = getattr(request.state, "graphql_outcome", None)
+        if result is not None and media_type == GRAPHQL_RESPONSE_JSON:
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+            response.status_code = result.value
         await response(scope, receive, send)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """The response body of `result`; under graphql-response+json, one that never reached
+        execution has no `data` entry (and its status, set in `__call__`, says why)."""
+        body = await super().process_result(request, result)
+        request.state.graphql_outcome = reached = outcome(result)
+        if reached is not Outcome.EXECUTED and (
+            response_media_type(request.headers.get("accept")) == GRAPHQL_RESPONSE_JSON
+        ):
+            body.pop("data", None)
+        return body
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
