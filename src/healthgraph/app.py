@@ -30,6 +30,7 @@ from healthgraph.database import Database, connect, ensure_schema
 from healthgraph.demo import activity, demo_catalog
 from healthgraph.demo.endpoints import demo_routes
 from healthgraph.errors import SettingsError
+from healthgraph.graphiql import graphiql_assets
 from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
 from healthgraph.limits import (
     MAX_GRAPHQL_BODY_BYTES,
@@ -177,6 +178,8 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]
+    if settings.graphiql:
+        routes.append(graphiql_assets())
     if demo:
         routes += demo_routes()
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -20,6 +20,7 @@ from strawberry.types import ExecutionResult
 from graphql_schema.context import GraphQLContext, Services, Viewer
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
+from healthgraph.graphiql import graphiql_page
 from healthgraph.graphql_media import GRAPHQL_RESPONSE_JSON, Outcome, outcome, response_media_type
 from healthgraph.token_use import TokenUses
 from store import tokens
@@ -104,6 +105,10 @@ class HealthgraphGraphQL(GraphQL[GraphQLContext, None]):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
             response.status_code = result.value
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from this package's own files (strawberry's page loads them from a CDN)."""
+        return graphiql_page()
 
     async def process_result(
         self, request: Request, result: ExecutionResult
