@@ -101,6 +101,25 @@ def _not_found(global_id: str) -> ClientError:
     return ClientError(f"{TYPE_NAME} {global_id!r} does not exist")
 
 
+def _missing_consumer(consumer_id: int | None) -> ClientError:
+    return ClientError(f"Consumer {to_global_id('Consumer', consumer_id or 0)!r} does not exist")
+
+
+async def _new_token_consumer(
+    info: Info, requested: strawberry.ID | None
+) -> tuple[int | None, str | None]:
+    """The consumer (row id, external id) a new token is limited to: the one asked for, or
+    else the minting token's own. A consumer-scoped admin may name no other consumer."""
+    limited_to = info.context.viewer.consumer_id
+    consumer_id = limited_to if requested is None else decode_id(requested, "Consumer")
+    if consumer_id is None:
+        return None, None
+    consumer = await info.context.loaders.consumer.load(consumer_id)
+    if consumer is None or (limited_to is not None and consumer_id != limited_to):
+        raise _missing_consumer(consumer_id)
+    return consumer_id, consumer.external_id
+
+
 @strawberry.type
 class TokenQuery:
     @strawberry.field(description="API tokens, oldest first, revoked ones included (admin).")
@@ -125,18 +144,8 @@ class TokenMutation:
     async def create_api_token(
         self, info: Info, input: CreateApiTokenInput
     ) -> CreateApiTokenPayload:
-        limited_to = _admin_scope(info)
-        consumer_id = limited_to
-        if input.consumer_id is not None:
-            consumer_id = decode_id(input.consumer_id, "Consumer")
-            if limited_to is not None and consumer_id != limited_to:
-                raise ClientError(f"Consumer {input.consumer_id!r} does not exist")
-        external_id: str | None = None
-        if consumer_id is not None:
-            consumer = await info.context.loaders.consumer.load(consumer_id)
-            if consumer is None:
-                raise ClientError(f"Consumer {input.consumer_id!r} does not exist")
-            external_id = consumer.external_id
+        _admin_scope(info)
+        consumer_id, external_id = await _new_token_consumer(info, input.consumer_id)
         try:
             expires_at = tokens.expiry(input.expires_in_days, datetime.now(UTC))
 
@@ -154,8 +163,8 @@ class TokenMutation:
         except ValidationError as exc:
             field = {"expires_in_days": "expiresInDays"}.get(exc.field, exc.field)
             raise _invalid(f"input.{field}", exc.problem) from None
-        except NotFoundError:
-            raise ClientError(f"Consumer {input.consumer_id!r} does not exist") from None
+        except NotFoundError:  # the consumer went away meanwhile
+            raise _missing_consumer(consumer_id) from None
         return CreateApiTokenPayload(api_token=ApiToken(_record=record), token=token)
 
     @strawberry.mutation(
