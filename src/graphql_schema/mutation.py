@@ -25,6 +25,7 @@ from graphql_schema.mutation_inputs import (
     UpdateConsumerInput,
     UpdateUseInput,
 )
+from graphql_schema.tokens import TokenMutation
 from graphql_schema.types import (
     ConnectionNode,
     Connector,
@@ -41,7 +42,7 @@ MAX_LINK_SECONDS = 30 * 86400
 
 
 @strawberry.type
-class Mutation:
+class Mutation(TokenMutation):
     @strawberry.mutation
     async def create_consumer(self, info: Info, input: CreateConsumerInput) -> Consumer:
         global_only(info, "consumers")

@@ -29,6 +29,7 @@ from healthgraph.database import Database, connect, ensure_schema
 from healthgraph.demo import activity, demo_catalog
 from healthgraph.demo.endpoints import demo_routes
 from healthgraph.errors import SettingsError
+from healthgraph.graphiql import graphiql_assets
 from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
 from healthgraph.limits import (
     MAX_GRAPHQL_BODY_BYTES,
@@ -40,6 +41,7 @@ from healthgraph.limits import (
 from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.runtime import RuntimeTuning
 from healthgraph.settings import Settings
+from healthgraph.token_use import TokenUses
 from healthgraph.worker import run_event_loop, run_worker
 from probes.guard import AddressGuard
 from probes.scheduler import CheckObserver
@@ -88,6 +90,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     self_metrics = SelfMetrics(registry)
     services.check_observer = self_metrics
     tuning = RuntimeTuning(settings.runtime_tuning)
+    uses = TokenUses(database.sessions)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -114,6 +117,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
                         tuning.stopped()
         finally:
             await services.broadcaster.stop()
+            await uses.close()
             await database.close()
 
     policy = AccessPolicy(anonymous_read=settings.anonymous_read, anonymous_read_loopback=demo)
@@ -130,6 +134,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
             ),
             database,
             policy,
+            uses,
         ),
         MAX_GRAPHQL_BODY_BYTES,
     )
@@ -148,13 +153,13 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         Route("/consumers/{external_id}", consumer_page),
         Route(
             "/export/consumers.csv",
-            Authenticated(request_response(consumers_csv), database, policy),
+            Authenticated(request_response(consumers_csv), database, policy, uses),
             methods=["GET"],
         ),
         Route(
             "/push/heartbeat/{id}",
             BodySizeLimit(
-                Authenticated(request_response(inbound_heartbeat), database, policy),
+                Authenticated(request_response(inbound_heartbeat), database, policy, uses),
                 MAX_PUSH_BODY_BYTES,
                 push_error,
             ),
@@ -163,7 +168,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         Route(
             "/push/use-run/{id}",
             BodySizeLimit(
-                Authenticated(request_response(use_run), database, policy),
+                Authenticated(request_response(use_run), database, policy, uses),
                 MAX_PUSH_BODY_BYTES,
                 push_error,
             ),
@@ -172,6 +177,8 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
     ]
+    if settings.graphiql:
+        routes.append(graphiql_assets())
     if demo:
         routes += demo_routes()
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -32,7 +33,8 @@ from store.errors import StoreError
 from store.events import broadcaster_for
 from store.keys import reencrypt_credentials
 from store.migrate import current_revision, upgrade_database
-from store.tokens import create_token
+from store.pagination import MAX_PAGE_SIZE, PageRequest
+from store.tokens import TokenRecord, create_token, get_token, list_tokens, revoke_token
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 
@@ -88,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--expires-in-days", type=int, metavar="DAYS", help="expire after DAYS (default: never)"
     )
+    listing = token_commands.add_parser(
+        "list", help="every token, revoked ones too (never the token)"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    revoke = token_commands.add_parser("revoke", help="refuse a token from its next request on")
+    revoke.add_argument("id", type=int, metavar="ID", help="the token's id, as `token list` shows")
     return parser
 
 
@@ -128,6 +136,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             spec = load_catalog_file(args.file)
             return asyncio.run(_apply(settings, spec, str(args.file), args.prune, args.dry_run))
         case "token":
+            match args.token_command:
+                case "list":
+                    return asyncio.run(_token_list(settings, as_json=args.json))
+                case "revoke":
+                    return asyncio.run(_token_revoke(settings, args.id))
             return asyncio.run(_token_create(settings, args))
         case "export":
             text = asyncio.run(_export(settings))
@@ -288,6 +301,85 @@ async def _token_create(settings: Settings, args: argparse.Namespace) -> int:
     print(token)
     limited = f", limited to consumer {args.consumer!r}" if args.consumer else ""
     print(f"a {args.scope} token{limited}; it is shown only this once", file=sys.stderr)
+    return EXIT_OK
+
+
+TOKEN_COLUMNS = ("id", "name", "scope", "consumer", "created", "expires", "last used", "revoked")
+
+
+def _minute(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+async def _token_list(settings: Settings, *, as_json: bool) -> int:
+    """Every token as a table (times in UTC, to the minute) or as JSON lines."""
+    database = await open_database(settings.database_url)
+    records: list[TokenRecord] = []
+    try:
+        async with database.sessions() as session:
+            page = PageRequest(first=MAX_PAGE_SIZE)
+            while True:
+                listed = await list_tokens(session, page)
+                records += listed.items
+                if not listed.has_next_page:
+                    break
+                page = PageRequest(first=MAX_PAGE_SIZE, after=listed.end_cursor)
+    finally:
+        await database.close()
+    if as_json:
+        for record in records:
+            print(json.dumps(_token_json(record)))
+        return EXIT_OK
+    rows = [TOKEN_COLUMNS] + [
+        (
+            str(record.id),
+            record.name or "-",
+            record.scope.value.lower(),
+            record.consumer_external_id or "(all)",
+            _minute(record.created_at),
+            _minute(record.expires_at),
+            _minute(record.last_used_at),
+            _minute(record.revoked_at),
+        )
+        for record in records
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(TOKEN_COLUMNS))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return EXIT_OK
+
+
+def _token_json(record: TokenRecord) -> dict[str, object]:
+    def moment(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": record.id,
+        "name": record.name,
+        "scope": record.scope.value.lower(),
+        "consumer": record.consumer_external_id,
+        "created_at": moment(record.created_at),
+        "expires_at": moment(record.expires_at),
+        "last_used_at": moment(record.last_used_at),
+        "revoked_at": moment(record.revoked_at),
+    }
+
+
+async def _token_revoke(settings: Settings, token_id: int) -> int:
+    """Revoke token `token_id`; an unknown id is invalid input (NotFoundError, exit 2)."""
+    database = await open_database(settings.database_url)
+    try:
+        async with database.sessions.begin() as session:
+            before = await get_token(session, token_id)
+            record = await revoke_token(session, token_id)
+    finally:
+        await database.close()
+    if before.revoked_at is not None:
+        print(f"token {token_id} was already revoked at {_minute(record.revoked_at)} UTC")
+    else:
+        print(f"revoked token {token_id}; it is refused from its next request on")
     return EXIT_OK
 
 

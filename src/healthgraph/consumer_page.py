@@ -1,5 +1,9 @@
 """The page a consumer link opens: that consumer's connections and what failed. Plain HTML,
-rendered on the server, reachable only through a genuine, unexpired signed link."""
+rendered on the server, reachable only through a genuine, unexpired signed link.
+
+Its one <style> element is admitted by its hash and nothing else runs: the page's
+Content-Security-Policy allows no script at all. Its URL carries the link's signature, so it
+sends no Referer and is never cached."""
 
 from __future__ import annotations
 
@@ -11,19 +15,25 @@ from starlette.responses import HTMLResponse
 
 from graphql_schema.context import Services
 from healthgraph.database import Database
+from healthgraph.security_headers import page_headers, policy, style_hash
 from store import domain, queries
 from store.filters import ConnectionFilter
 from store.pagination import MAX_PAGE_SIZE, PageRequest
 
 _STATUS_TEXT = {
-    domain.ConnectionStatus.CONNECTED: ("Connected", "#1a7f37"),
-    domain.ConnectionStatus.CONNECTION_FAILURE: ("Connection failure", "#cf222e"),
-    domain.ConnectionStatus.UNKNOWN: ("Not checked yet", "#6e7781"),
+    domain.ConnectionStatus.CONNECTED: ("Connected", "up"),
+    domain.ConnectionStatus.CONNECTION_FAILURE: ("Connection failure", "down"),
+    domain.ConnectionStatus.UNKNOWN: ("Not checked yet", "unknown"),
 }
 
 
-_STYLE = "body{font-family:system-ui,sans-serif;margin:2rem} td,th{padding:.3rem .8rem}"
-_PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# Colours by class, not style attributes: a CSP hash admits a <style> element, not attributes.
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2rem} td,th{padding:.3rem .8rem}"
+    " .up{color:#1a7f37} .down{color:#cf222e} .unknown{color:#6e7781}"
+)
+CONTENT_SECURITY_POLICY = policy(f"style-src {style_hash(_STYLE)}")
+HEADERS = {**page_headers(CONTENT_SECURITY_POLICY), "Cache-Control": "no-store"}
 
 
 def _when(moment: datetime | None) -> str:
@@ -46,11 +56,14 @@ async def consumer_page(request: Request) -> HTMLResponse:
             "<!doctype html><title>Link expired</title>"
             "<p>This link is not valid or has expired. Ask for a new one.</p>",
             status_code=403,
+            headers=HEADERS,
         )
     async with database.sessions() as session:
         consumer = (await queries.consumers_by_external_id(session, [external_id])).get(external_id)
         if consumer is None:
-            return HTMLResponse("<!doctype html><p>This account no longer exists.</p>", 404)
+            return HTMLResponse(
+                "<!doctype html><p>This account no longer exists.</p>", 404, headers=HEADERS
+            )
         page = await queries.list_connections(
             session, ConnectionFilter(consumer_ids=(consumer.id,)), PageRequest(first=MAX_PAGE_SIZE)
         )
@@ -60,16 +73,16 @@ async def consumer_page(request: Request) -> HTMLResponse:
 
     rows = []
     for connection in page.items:
-        label, colour = _STATUS_TEXT[connection.status]
+        label, status_class = _STATUS_TEXT[connection.status]
         if connection.state is domain.ConnectionState.FAILED:
-            label, colour = "Authentication failed", "#cf222e"
+            label, status_class = "Authentication failed", "down"
         summary = summaries[connection.id]
         reason = connection.failure_reason.value if connection.failure_reason else ""
         rows.append(
             "<tr>"
             f"<td>{escape(connection.name)}</td>"
             f"<td>{escape(connectors[connection.connector_id].name)}</td>"
-            f'<td style="color:{colour}">{label}</td>'
+            f'<td class="{status_class}">{label}</td>'
             f"<td>{_when(connection.last_checked_at)}</td>"
             f"<td>{escape(', '.join(str(u) for u in summary.used_for))}</td>"
             f"<td>{summary.instance_health.healthy} of {summary.instance_health.total} healthy</td>"
@@ -90,6 +103,4 @@ async def consumer_page(request: Request) -> HTMLResponse:
 <th>Used for</th><th>Instance health</th><th>Failure</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 </body></html>"""
-    return HTMLResponse(
-        html, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    )
+    return HTMLResponse(html, headers=HEADERS)

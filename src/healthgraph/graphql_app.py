@@ -13,11 +13,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
 from graphql_schema.context import GraphQLContext, Services, Viewer
 from graphql_schema.schema import build_schema
 from healthgraph.database import Database
+from healthgraph.graphiql import graphiql_page
+from healthgraph.graphql_media import GRAPHQL_RESPONSE_JSON, Outcome, outcome, response_media_type
+from healthgraph.token_use import TokenUses
 from store import tokens
 from store.domain import TokenScope
 
@@ -43,9 +48,15 @@ def _is_loopback(connection: HTTPConnection) -> bool:
 
 
 async def resolve_viewer(
-    connection: HTTPConnection, database: Database, policy: AccessPolicy
+    connection: HTTPConnection,
+    database: Database,
+    policy: AccessPolicy,
+    uses: TokenUses | None = None,
 ) -> Viewer | None:
-    """The viewer a request authenticates as; None when it may not come in."""
+    """The viewer a request authenticates as; None when it may not come in.
+
+    The token is looked up on every request (no cache), so a revoked one is refused from the
+    next request on, by every replica. `uses` hears of each token let in."""
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if header:
@@ -55,6 +66,8 @@ async def resolve_viewer(
             grant = await tokens.authenticate(session, token.strip())
         if grant is None:
             return None
+        if uses is not None:
+            uses.note(grant.token_id)
         return Viewer(scope=grant.scope, consumer_id=grant.consumer_id)
     if policy.anonymous_read or (policy.anonymous_read_loopback and _is_loopback(connection)):
         return Viewer(scope=TokenScope.READ, anonymous=True)
@@ -77,13 +90,38 @@ class HealthgraphGraphQL(GraphQL[GraphQLContext, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope=scope, receive=receive)
+        media_type = response_media_type(request.headers.get("accept"))
         # Strawberry answers a request it cannot run (no query, a mutation over GET, ...) in
         # plain text; GraphQL clients read errors from JSON, so the same message comes as JSON.
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except HTTPException as exc:
-            response = JSONResponse({"errors": [{"message": exc.reason}]}, exc.status_code)
+            response = JSONResponse(
+                {"errors": [{"message": exc.reason}]}, exc.status_code, media_type=media_type
+            )
+        result: Outcome | None = getattr(request.state, "graphql_outcome", None)
+        if result is not None and media_type == GRAPHQL_RESPONSE_JSON:
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+            response.status_code = result.value
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from this package's own files (strawberry's page loads them from a CDN)."""
+        return graphiql_page()
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        """The response body of `result`; under graphql-response+json, one that never reached
+        execution has no `data` entry (and its status, set in `__call__`, says why)."""
+        body = await super().process_result(request, result)
+        request.state.graphql_outcome = reached = outcome(result)
+        if reached is not Outcome.EXECUTED and (
+            response_media_type(request.headers.get("accept")) == GRAPHQL_RESPONSE_JSON
+        ):
+            body.pop("data", None)
+        return body
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -95,10 +133,17 @@ class HealthgraphGraphQL(GraphQL[GraphQLContext, None]):
 class Authenticated:
     """Let a request reach `app` only with a viewer; refuse it with 401 otherwise."""
 
-    def __init__(self, app: ASGIApp, database: Database, policy: AccessPolicy) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        database: Database,
+        policy: AccessPolicy,
+        uses: TokenUses | None = None,
+    ) -> None:
         self.app = app
         self.database = database
         self.policy = policy
+        self.uses = uses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -115,7 +160,7 @@ class Authenticated:
             await self.app(scope, receive, send)
             return
         try:
-            viewer = await resolve_viewer(connection, self.database, self.policy)
+            viewer = await resolve_viewer(connection, self.database, self.policy, self.uses)
         except _DATABASE_DOWN as exc:
             # Tokens live in the database: without it nobody can be let in, and the client
             # should hear that it is a passing outage, not a bug (a bare 500).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -288,3 +289,85 @@ def test_a_second_worker_on_one_sqlite_file_is_refused(
     finally:
         first.terminate()
         assert first.wait(timeout=20) == 0
+
+
+def _minute(iso: str | None) -> list[str]:
+    return [iso[:10], iso[11:16]] if iso else ["-"]
+
+
+def test_token_list_and_revoke(tmp_path: Path, sqlite_env: dict[str, str]) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(BASE)
+    assert healthgraph("apply", str(catalog), env=sqlite_env, cwd=tmp_path).returncode == 0
+    ops = ("token", "create", "--scope", "admin", "--name", "ops")
+    acme = ("token", "create", "--scope", "read", "--consumer", "acme", "--expires-in-days", "30")
+    secrets = [
+        healthgraph(*args, env=sqlite_env, cwd=tmp_path).stdout.strip() for args in (ops, acme)
+    ]
+
+    revoked = healthgraph("token", "revoke", "2", env=sqlite_env, cwd=tmp_path)
+    assert (revoked.returncode, revoked.stdout) == (
+        0,
+        "revoked token 2; it is refused from its next request on\n",
+    )
+    again = healthgraph("token", "revoke", "2", env=sqlite_env, cwd=tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.startswith("token 2 was already revoked at ")
+    unknown = healthgraph("token", "revoke", "99", env=sqlite_env, cwd=tmp_path)
+    assert (unknown.returncode, unknown.stdout, unknown.stderr) == (
+        2,
+        "",
+        "healthgraph: token 99 does not exist\n",
+    )
+    not_a_number = healthgraph("token", "revoke", "two", env=sqlite_env, cwd=tmp_path)
+    assert not_a_number.returncode == 2
+    assert "argument ID: invalid int value: 'two'" in not_a_number.stderr
+
+    as_json = healthgraph("token", "list", "--json", env=sqlite_env, cwd=tmp_path)
+    assert as_json.returncode == 0
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [
+        {k: v for k, v in r.items() if k not in ("created_at", "expires_at", "revoked_at")}
+        for r in records
+    ] == [
+        {"id": 1, "name": "ops", "scope": "admin", "consumer": None, "last_used_at": None},
+        {"id": 2, "name": "", "scope": "read", "consumer": "acme", "last_used_at": None},
+    ]
+    assert records[0]["expires_at"] is None and records[0]["revoked_at"] is None
+    assert records[1]["expires_at"] > records[1]["created_at"]
+    assert (
+        again.stdout
+        == f"token 2 was already revoked at {' '.join(_minute(records[1]['revoked_at']))} UTC\n"
+    )
+
+    table = healthgraph("token", "list", env=sqlite_env, cwd=tmp_path)
+    assert (table.returncode, table.stderr) == (0, "")
+    header, *lines = table.stdout.splitlines()
+    assert [part.strip() for part in header.split("  ") if part.strip()] == [
+        "id",
+        "name",
+        "scope",
+        "consumer",
+        "created",
+        "expires",
+        "last used",
+        "revoked",
+    ]
+    assert [line.split() for line in lines] == [
+        ["1", "ops", "admin", "(all)", *_minute(records[0]["created_at"]), "-", "-", "-"],
+        [
+            "2",
+            "-",
+            "read",
+            "acme",
+            *_minute(records[1]["created_at"]),
+            *_minute(records[1]["expires_at"]),
+            "-",
+            *_minute(records[1]["revoked_at"]),
+        ],
+    ]
+    # Columns line up under their headings.
+    for heading in ("scope", "consumer", "created"):
+        assert {line[header.index(heading) - 2 : header.index(heading)] for line in lines} == {"  "}
+    for secret in secrets:
+        assert secret not in table.stdout and secret not in as_json.stdout

@@ -1,6 +1,7 @@
 """Token scopes beyond tests/graphql_schema/test_access.py: a read token changes nothing through
-any mutation (fuzzed with real ids), no token of any scope can mint tokens through the API, and
-/metrics keeps its own credential when one is configured."""
+any mutation (fuzzed with real ids), only `createApiToken` (admin scope) mints a token through
+the API and only its payload shows one, and /metrics keeps its own credential when one is
+configured."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 from typing import Any
 
 import httpx
+from graphql import GraphQLObjectType
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -71,14 +73,23 @@ async def test_a_read_token_changes_nothing_whatever_mutation_it_sends(served: S
     assert await served.execute(admin, EVERYTHING) == before
 
 
-def test_no_mutation_mints_or_reveals_a_token() -> None:
-    # Tokens are made by `healthgraph token create` on the server's own database, never over
-    # the API: a write (or admin) token cannot mint another, broader or not.
+def test_only_create_api_token_mints_or_reveals_a_token() -> None:
+    # Below admin scope both are refused (tests/graphql_schema/test_api_tokens.py); no other
+    # output field can return a token or its hash (CredentialsInput.token is write-only input).
     mutation = TYPE_SCHEMA.mutation_type
     assert mutation is not None
-    assert [name for name in mutation.fields if "token" in name.lower()] == []
-    named = {str(field.type).strip("!").lower() for field in mutation.fields.values()}
-    assert not [name for name in named if "token" in name or "grant" in name]
+    assert sorted(name for name in mutation.fields if "token" in name.lower()) == [
+        "createApiToken",
+        "revokeApiToken",
+    ]
+    revealing = sorted(
+        f"{type_name}.{field_name}"
+        for type_name, graphql_type in TYPE_SCHEMA.type_map.items()
+        if not type_name.startswith("__") and isinstance(graphql_type, GraphQLObjectType)
+        for field_name in graphql_type.fields
+        if field_name.lower() in ("token", "hash", "tokenhash", "secret", "grant")
+    )
+    assert revealing == ["CreateApiTokenPayload.token"]
 
 
 async def test_metrics_keep_their_own_credential_through_the_app(database_url: str) -> None:
