@@ -8,7 +8,7 @@ from typing import Any
 
 import regex
 
-from store.domain import HeartbeatSpec
+from store.domain import FailureRule, HeartbeatSpec
 
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
 _PATH = re.compile(r"\$(?:\.[A-Za-z_][A-Za-z0-9_-]*|\[\d+\])*")
@@ -47,6 +47,43 @@ def body_problem(body: bytes, spec: HeartbeatSpec, *, encoding: str, truncated: 
                 f"expected {_short(json.dumps(spec.json_equals, default=str))}"
             )
     return None
+
+
+def failed_rule(
+    body: bytes, rules: tuple[FailureRule, ...], status: int, *, encoding: str
+) -> tuple[FailureRule, str] | None:
+    """The first `failure_when` rule the answer meets, with a message saying why; None if
+    none does. A body that is not JSON meets no json_path rule."""
+    document: Any = _MISSING
+    for index, rule in enumerate(rules):
+        if rule.statuses and status not in rule.statuses:
+            continue
+        if rule.json_path is not None:
+            if document is _MISSING:
+                try:
+                    document = json.loads(body)
+                except (ValueError, RecursionError):
+                    document = _NOT_JSON
+            if document is _NOT_JSON:
+                continue
+            value = json_path_value(document, rule.json_path)
+            if value is not _MISSING and json_equal(value, rule.equals):
+                shown = _short(json.dumps(value, default=str))
+                return rule, f"{rule.json_path} is {shown} (failure_when rule {index + 1})"
+        elif rule.body_regex is not None:
+            text = body.decode(encoding, errors="replace")
+            try:
+                found = regex.search(rule.body_regex, text, timeout=REGEX_SECONDS)
+            except TimeoutError:
+                found = None
+            if found:
+                return rule, (
+                    f"body matches /{_short(rule.body_regex)}/ (failure_when rule {index + 1})"
+                )
+    return None
+
+
+_NOT_JSON = object()
 
 
 def json_path_value(document: Any, path: str) -> Any:

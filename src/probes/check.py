@@ -52,7 +52,9 @@ async def check_connection(
     url = due.heartbeat.get("url")
     try:
         credentials = _credentials(due, key_ring)
-        target = ProbeTarget(spec=to_spec(due.heartbeat, due.external_id), credentials=credentials)
+        target = ProbeTarget(
+            spec=to_spec(due.heartbeat, due.external_id, due.params), credentials=credentials
+        )
         return outcome_from_result(await probe(target, context))
     except (ProbeConfigError, KeyRingError) as exc:
         message = f"cannot run the check: {exc}"

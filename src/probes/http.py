@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
-from probes.assertions import body_problem
+from probes.assertions import body_problem, failed_rule
 from probes.attempt import Attempt
 from probes.classify import classify_status, explain, status_message
 from probes.clients import origin_of
@@ -76,16 +76,34 @@ async def _exchange(target: ProbeTarget, context: ProbeContext, attempt: Attempt
         url = URL(spec.url)
     except (ValueError, TypeError) as exc:
         raise ProbeConfigError(f"the heartbeat URL is not valid ({exc})") from None
-    headers: dict[str, str] = {}
+    headers = dict(spec.headers)
+    if spec.body_is_json:
+        headers.setdefault("Content-Type", "application/json")
+    secret_headers: dict[str, str] = {}
     if credentials is not None:
-        headers = credentials.headers()
+        secret_headers = credentials.headers()
         if credentials.params():
             # Added to the URL's own query string, never in place of it.
             url = url.update_query(credentials.params())
-    answer = await _send_following(spec.method, url, headers, target, context)
+    request = _Request(
+        spec.method,
+        url,
+        headers,
+        secret_headers,
+        spec.body.encode() if spec.body is not None else None,
+    )
+    answer = await _send_following(request, target, context)
     response = answer.response
     try:
         status = response.status
+        if spec.failure_when:
+            body, _ = await read_capped(response, context.body_cap_bytes)
+            failed = failed_rule(
+                body, spec.failure_when, status, encoding=response.charset or "utf-8"
+            )
+            if failed is not None:
+                rule, why = failed
+                return attempt.failed(rule.reason, f"HTTP {status}: {why}", http_status=status)
         reason = classify_status(status, spec.expected_status)
         if reason is not None:
             message = status_message(
@@ -107,21 +125,34 @@ async def _exchange(target: ProbeTarget, context: ProbeContext, attempt: Attempt
         response.release()
 
 
-async def _send_following(
-    method: str, url: URL, headers: dict[str, str], target: ProbeTarget, context: ProbeContext
-) -> _Answer:
+@dataclass(slots=True)
+class _Request:
+    method: str
+    url: URL
+    headers: dict[str, str]  # the heartbeat's own: sent on every hop
+    secret_headers: dict[str, str]  # the credentials': only to the origin they were meant for
+    body: bytes | None
+
+
+async def _send_following(request: _Request, target: ProbeTarget, context: ProbeContext) -> _Answer:
     """Send, following redirects by hand: each hop goes through its own origin's pool (whose
-    resolver checks the hop's address) and drops credentials when the origin changes.
+    resolver checks the hop's address) and drops the credentials when the origin changes.
 
     A redirect status the user listed in expected_status is the answer, not a hop.
     """
-    origin = url
+    origin = request.url
+    method, url, body = request.method, request.url, request.body
+    secret_headers = request.secret_headers
     for hops in range(MAX_REDIRECTS + 1):
         try:
             # aiohttp skips the resolver (and so the guard) for address literals.
             context.guard.check_literal(url.host or "")
             response = await context.clients.session().request(
-                method, url, headers=headers, allow_redirects=False
+                method,
+                url,
+                headers={**request.headers, **secret_headers},
+                data=body,
+                allow_redirects=False,
             )
         except Exception as exc:
             if hops:
@@ -138,9 +169,11 @@ async def _send_following(
                 f"redirect to a {hop.scheme}: URL refused; only http and https are followed"
             )
         if not _keeps_credentials(origin, hop):
-            headers = {}  # the only headers a probe adds are its credentials
-        method = _redirect_method(method, response.status)
-        url = hop
+            secret_headers = {}
+        next_method = _redirect_method(method, response.status)
+        if next_method != method:
+            body = None  # a POST turned into a GET sends no body
+        method, url = next_method, hop
     raise AssertionError("unreachable")  # pragma: no cover
 
 

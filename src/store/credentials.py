@@ -12,11 +12,14 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
 from store.errors import ValidationError
 
 REDACTED = "<redacted>"  # ValidationError.value for a rejected secret
+OAUTH2_GRANTS = ("refresh_token", "client_credentials")
 
 
 class CredentialKind(enum.StrEnum):
@@ -24,19 +27,22 @@ class CredentialKind(enum.StrEnum):
     BASIC = "basic"
     HEADER = "header"
     QUERY = "query"
+    OAUTH2 = "oauth2"
 
 
 @dataclass(frozen=True, slots=True)
 class CredentialShape:
-    """The fields of one kind: `plain` ones may be shown (a header's name), `secret` never."""
+    """The fields of one kind: `plain` ones may be shown (a header's name), `secret` never;
+    `optional` ones may be left out."""
 
     kind: CredentialKind
     plain: tuple[str, ...]
     secret: tuple[str, ...]
+    optional: tuple[str, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return (*self.plain, *self.secret)
+        return (*self.plain, *self.secret, *self.optional)
 
 
 CREDENTIAL_SHAPES: Mapping[CredentialKind, CredentialShape] = MappingProxyType(
@@ -47,6 +53,14 @@ CREDENTIAL_SHAPES: Mapping[CredentialKind, CredentialShape] = MappingProxyType(
             CredentialShape(CredentialKind.BASIC, ("username",), ("password",)),
             CredentialShape(CredentialKind.HEADER, ("name",), ("value",)),
             CredentialShape(CredentialKind.QUERY, ("name",), ("value",)),
+            # The grant's tokens live in `oauth_grants` (store.oauth); these are what sets them.
+            # `grant` is refresh_token (the default) or client_credentials, which has no token.
+            CredentialShape(
+                CredentialKind.OAUTH2,
+                (),
+                ("refresh_token",),
+                ("grant", "access_token", "access_token_expires_at"),
+            ),
         )
     }
 )
@@ -75,6 +89,8 @@ def validate_secret(secret: object) -> dict[str, str]:
             "credentials.kind", REDACTED, f"must be one of {', '.join(CREDENTIAL_KINDS)}"
         )
     shape = CREDENTIAL_SHAPES[CredentialKind(kind)]
+    if shape.kind is CredentialKind.OAUTH2:
+        return _oauth2_secret(secret)
     for key in secret:
         if key != "kind" and key not in shape.fields:
             raise ValidationError(
@@ -102,3 +118,47 @@ def validate_secret(secret: object) -> dict[str, str]:
             "must not contain ':' (basic auth joins user:password)",
         )
     return {"kind": kind, **{key: secret[key] for key in shape.fields}}
+
+
+def _oauth2_secret(secret: Mapping[str, Any]) -> dict[str, str]:
+    grant = secret.get("grant", "refresh_token")
+    if grant not in OAUTH2_GRANTS:
+        raise ValidationError(
+            "credentials.grant", REDACTED, f"must be one of {', '.join(OAUTH2_GRANTS)}"
+        )
+    allowed = {"kind", "grant"}
+    if grant == "refresh_token":
+        allowed |= {"refresh_token", "access_token", "access_token_expires_at"}
+    for key in secret:
+        if key not in allowed:
+            raise ValidationError(
+                f"credentials.{key}",
+                REDACTED,
+                f"is not a field of oauth2 credentials with the {grant} grant",
+            )
+    cleaned = {"kind": CredentialKind.OAUTH2.value, "grant": grant}
+    for key in ("refresh_token", "access_token", "access_token_expires_at"):
+        value = secret.get(key)
+        if value is None:
+            if key == "refresh_token" and grant == "refresh_token":
+                raise ValidationError(
+                    "credentials.refresh_token", REDACTED, "the refresh_token grant needs one"
+                )
+            continue
+        if not isinstance(value, str) or not value or _CONTROL.search(value):
+            raise ValidationError(
+                f"credentials.{key}", REDACTED, "must be a non-empty string on one line"
+            )
+        cleaned[key] = value
+    if "access_token_expires_at" in cleaned:
+        try:
+            moment = datetime.fromisoformat(cleaned["access_token_expires_at"])
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            raise ValidationError(
+                "credentials.access_token_expires_at",
+                cleaned["access_token_expires_at"],
+                "must be an ISO 8601 time with a time zone",
+            )
+    return cleaned

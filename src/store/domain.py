@@ -88,8 +88,21 @@ SYNC_STEPS: tuple[SyncStep, ...] = (SyncStep.CONNECTION, SyncStep.MAPPING, SyncS
 
 
 @dataclass(frozen=True, slots=True)
+class FailureRule:
+    """A body that means failure although its status is expected (Slack's `auth.test` answers
+    200 with `"ok": false`): a JSON path equal to a value, or a regex, under some statuses."""
+
+    reason: FailureReason
+    json_path: str | None = None
+    equals: Any = None
+    body_regex: str | None = None
+    statuses: tuple[int, ...] = ()  # empty: any status
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatSpec:
-    """How a connection is checked: the connector template with the connection's overrides."""
+    """How a connection is checked: the connector template with the connection's overrides,
+    its placeholders filled in."""
 
     kind: ProbeKind = ProbeKind.HTTP
     method: str = "GET"
@@ -99,6 +112,10 @@ class HeartbeatSpec:
     body_regex: str | None = None
     json_path: str | None = None
     json_equals: Any = None
+    headers: tuple[tuple[str, str], ...] = ()  # non-secret; credentials add their own
+    body: str | None = None  # the request body, for POST, PUT and PATCH
+    body_is_json: bool = False  # sent as application/json
+    failure_when: tuple[FailureRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +140,10 @@ class Connector:
     name: str
     category: str
     heartbeat: dict[str, Any]
+    template: str | None = None  # the library template it was made from
+    # Its OAuth2 app without the secret: token_url, client_id, scopes, auth_method.
+    oauth2: dict[str, Any] | None = None
+    has_client_secret: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +168,8 @@ class Connection:
     heartbeat: dict[str, Any]
     has_credentials: bool
     created_at: datetime
+    # Values of the heartbeat's {params.NAME} placeholders.
+    params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,14 @@ class ConnectorRow(Base):
     category: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), index=True)
     heartbeat: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The library template it was made from (store/library), for export and display.
+    template: Mapped[str | None] = mapped_column(String(MAX_KEY_LENGTH))
+    # Its OAuth2 app: token_url, client_id, scopes, auth_method (no secret: that is below).
+    oauth2: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The app's client secret, only ever stored Fernet-encrypted, and the catalog reference it
+    # was read from ({client_secret_env: X} or {client_secret_file: path}).
+    oauth2_client_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    oauth2_client_secret_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ConnectionRow(Base):
@@ -189,6 +197,8 @@ class ConnectionRow(Base):
     next_check_at: Mapped[datetime | None] = mapped_column(index=True)
     state_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Values of the heartbeat's {params.NAME} placeholders (a tenant id, an instance URL).
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     # Non-secret reference as written in the catalog (e.g. {kind: bearer, token_env: X});
     # the secret itself is only ever stored Fernet-encrypted.
     credentials_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -212,6 +222,38 @@ class ConnectionRow(Base):
     def has_credentials(self) -> bool:
         """As the `has_credentials` column the hot reads select (`records.columns`)."""
         return self.credentials_ciphertext is not None
+
+
+class OAuthGrantRow(Base):
+    """An OAuth2 connection's tokens, apart from the connection row the scheduler writes.
+
+    Rotation safety lives here: `generation` counts the refresh tokens the row has held, and a
+    refresh is done by whoever holds the refresh lease (`refreshing_by` until
+    `refreshing_until`), taken and given back in short transactions of their own, so no
+    transaction stays open across the token endpoint's answer (see store.oauth).
+    """
+
+    __tablename__ = "oauth_grants"
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    grant_type: Mapped[str] = mapped_column(String(32))
+    refresh_token_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_token_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    access_token_expires_at: Mapped[datetime | None]
+    refresh_token_expires_at: Mapped[datetime | None]
+    # SHA-256 of the catalog's seed refresh token: a re-apply of the same seed must never put
+    # it back over a token rotated since.
+    seed_digest: Mapped[str | None] = mapped_column(String(64))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    refreshed_at: Mapped[datetime | None]
+    refreshing_by: Mapped[str | None] = mapped_column(String(64))
+    refreshing_until: Mapped[datetime | None]
+    # Set when the provider refused the grant itself (invalid_grant…): no refresh is tried
+    # again until new credentials are set.
+    dead_at: Mapped[datetime | None]
+    dead_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class UseRow(Base):

@@ -28,22 +28,36 @@ def columns(model: Any) -> tuple[KeyedColumnElement[Any], ...]:
     """The columns `model`'s record reads, to select Core rows the functions below accept."""
     if model is ConnectionRow:
         return _CONNECTION_COLUMNS
+    if model is ConnectorRow:
+        return _CONNECTOR_COLUMNS
     if model is UseRow:
         return _USE_COLUMNS
     return tuple(model.__table__.c)
 
 
-def _connection_column(name: str) -> KeyedColumnElement[Any]:
-    if name == "has_credentials":
-        return ConnectionRow.credentials_ciphertext.is_not(None).label("has_credentials")
-    return ConnectionRow.__table__.c[name]
+# Fields computed from a ciphertext: whether it is there, never what it holds.
+_SECRET_PRESENT = {
+    (ConnectionRow, "has_credentials"): ConnectionRow.credentials_ciphertext,
+    (ConnectorRow, "has_client_secret"): ConnectorRow.oauth2_client_secret_ciphertext,
+}
+
+
+def _record_column(model: Any, name: str, label: str | None = None) -> KeyedColumnElement[Any]:
+    secret = _SECRET_PRESENT.get((model, name))
+    if secret is not None:
+        return secret.is_not(None).label(label or name)
+    column: KeyedColumnElement[Any] = model.__table__.c[name]
+    return column.label(label) if label else column
 
 
 # A connection's record, column for field in order, so that a row is its arguments
 # (`connection_of_columns`): a page reads 20 values a row, and a Row's attributes cost four
 # times its items. Scheduling columns are left out, and the ciphertext is only tested.
 _CONNECTION_COLUMNS: tuple[KeyedColumnElement[Any], ...] = tuple(
-    _connection_column(field.name) for field in fields(domain.Connection)
+    _record_column(ConnectionRow, field.name) for field in fields(domain.Connection)
+)
+_CONNECTOR_COLUMNS: tuple[KeyedColumnElement[Any], ...] = tuple(
+    _record_column(ConnectorRow, field.name) for field in fields(domain.Connector)
 )
 
 
@@ -68,7 +82,8 @@ def _joined_columns(model: Any, record_type: Any) -> tuple[KeyedColumnElement[An
     # Labelled: beside a connection's own columns, `id` or `name` would be ambiguous.
     table = model.__table__
     return tuple(
-        table.c[field.name].label(f"{table.name}__{field.name}") for field in fields(record_type)
+        _record_column(model, field.name, f"{table.name}__{field.name}")
+        for field in fields(record_type)
     )
 
 
@@ -107,8 +122,20 @@ def consumer(row: ConsumerRow | Row[Any]) -> domain.Consumer:
 
 
 def connector(row: ConnectorRow | Row[Any]) -> domain.Connector:
+    """The record of an ORM row, or of a Core row selecting `columns(ConnectorRow)`."""
+    if isinstance(row, ConnectorRow):
+        has_client_secret = row.oauth2_client_secret_ciphertext is not None
+    else:
+        has_client_secret = row.has_client_secret
     return domain.Connector(
-        id=row.id, slug=row.slug, name=row.name, category=row.category, heartbeat=row.heartbeat
+        id=row.id,
+        slug=row.slug,
+        name=row.name,
+        category=row.category,
+        heartbeat=row.heartbeat,
+        template=row.template,
+        oauth2=row.oauth2,
+        has_client_secret=bool(has_client_secret),
     )
 
 
@@ -134,6 +161,7 @@ def connection(row: ConnectionRow | Row[Any]) -> domain.Connection:
         heartbeat=row.heartbeat,
         has_credentials=row.has_credentials,
         created_at=row.created_at,
+        params=row.params,
     )
 
 

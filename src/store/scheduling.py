@@ -74,6 +74,11 @@ class DueCheck:
     failure_threshold: int
     due_at: datetime | None
     lease_expires_at: datetime | None  # None when loaded without a claim (check-now)
+    params: dict[str, str] = field(default_factory=dict)
+    connector_slug: str = ""
+    # The connector's OAuth2 app (no secret) and its client secret, for OAuth2 credentials.
+    oauth2: dict[str, Any] | None = None
+    client_secret_ciphertext: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +212,12 @@ def _due_checks_query() -> Select[Any]:
             ConnectionRow.check_interval_seconds,
             ConnectionRow.failure_threshold,
             ConnectionRow.next_check_at,
+            ConnectionRow.params,
             ConsumerRow.external_id,
             ConnectorRow.heartbeat.label("template"),
+            ConnectorRow.slug.label("connector_slug"),
+            ConnectorRow.oauth2,
+            ConnectorRow.oauth2_client_secret_ciphertext,
         )
         .join_from(ConnectionRow, ConsumerRow, ConsumerRow.id == ConnectionRow.consumer_id)
         .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
@@ -225,6 +234,10 @@ def _due_check(row: Row[Any], lease_expires_at: datetime | None) -> DueCheck:
         failure_threshold=row.failure_threshold,
         due_at=row.next_check_at,
         lease_expires_at=lease_expires_at,
+        params=dict(row.params or {}),
+        connector_slug=row.connector_slug,
+        oauth2=row.oauth2,
+        client_secret_ciphertext=row.oauth2_client_secret_ciphertext,
     )
 
 

@@ -67,11 +67,11 @@ def test_credentials_from_each_secret_shape(
     [
         (
             {"kind": "oauth", "token": "s3cr3t"},
-            "stored credentials.kind: must be one of bearer, basic, header, query",
+            "stored credentials.kind: must be one of bearer, basic, header, query, oauth2",
         ),
         (
             {"token": "s3cr3t"},
-            "stored credentials.kind: must be one of bearer, basic, header, query",
+            "stored credentials.kind: must be one of bearer, basic, header, query, oauth2",
         ),
         (
             {"kind": "bearer"},

@@ -251,7 +251,7 @@ async def test_configuration_errors_are_failed_checks_that_say_why(
         bad_secret: (
             FailureReason.CONNECT,
             "cannot run the check: stored credentials.kind: must be one of bearer, basic, "
-            "header, query",
+            "header, query, oauth2",
         ),
     }
 

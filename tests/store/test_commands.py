@@ -320,7 +320,7 @@ async def test_create_connector(db: Database) -> None:
         (
             {"heartbeat": {"verb": "GET"}},
             "heartbeat.verb: unknown key; expected one of kind, method, url, expected_status, "
-            "timeout_seconds, body_regex, json_path, json_equals",
+            "timeout_seconds, body_regex, json_path, json_equals, headers, body, failure_when",
         ),
         ({"heartbeat": []}, "heartbeat: expected a mapping, got list"),
     ],
@@ -847,9 +847,12 @@ async def test_set_credentials_encrypts_and_drops_the_catalog_reference(
         ([CANARY], "credentials: expected a mapping, got list"),
         (
             {"kind": CANARY, "token": CANARY},
-            "credentials.kind: must be one of bearer, basic, header, query",
+            "credentials.kind: must be one of bearer, basic, header, query, oauth2",
         ),
-        ({"token": CANARY}, "credentials.kind: must be one of bearer, basic, header, query"),
+        (
+            {"token": CANARY},
+            "credentials.kind: must be one of bearer, basic, header, query, oauth2",
+        ),
         ({"kind": "bearer"}, "credentials.token: bearer credentials need a non-empty string"),
         (
             {"kind": "bearer", "token": ""},

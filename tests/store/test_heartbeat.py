@@ -41,7 +41,7 @@ def test_every_bad_field_is_named() -> None:
     ) == [
         (
             "retries",
-            "unknown key; expected one of kind, method, url, expected_status, timeout_seconds, body_regex, json_path, json_equals",
+            "unknown key; expected one of kind, method, url, expected_status, timeout_seconds, body_regex, json_path, json_equals, headers, body, failure_when",
         ),
         ("method", "'FETCH' is not one of GET, HEAD, POST, PUT, PATCH, OPTIONS"),
         ("url", "'ftp://files.example.com' is not a valid URL; the scheme must be http or https"),
@@ -62,7 +62,8 @@ def test_url_problems() -> None:
     assert problem("https://{tenant}.example.com") == [
         (
             "url",
-            "'https://{tenant}.example.com' uses unknown placeholder {tenant}; only {external_id} is allowed",
+            "'https://{tenant}.example.com' uses unknown placeholder {tenant}; use {external_id} or "
+            "{params.NAME} (NAME: lower-case letters, digits and _)",
         )
     ]
     assert problem("https://x.example.com/{") == [

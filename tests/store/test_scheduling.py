@@ -198,6 +198,10 @@ async def test_claim_takes_only_due_active_or_failed_outbound_oldest_first(graph
         failure_threshold=3,
         due_at=T0 - timedelta(seconds=1),
         lease_expires_at=T0 + timedelta(seconds=45),
+        params={},
+        connector_slug="quickbooks",
+        oauth2=None,
+        client_secret_ciphertext=None,
     )
     assert "sealed" not in repr(due)
     row = await graph.row(active)

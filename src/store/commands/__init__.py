@@ -20,7 +20,12 @@ from store.commands.connections import (
     set_connection_credentials,
     update_connection,
 )
-from store.commands.connectors import create_connector, delete_connector, update_connector
+from store.commands.connectors import (
+    create_connector,
+    delete_connector,
+    set_connector_oauth2,
+    update_connector,
+)
 from store.commands.consumers import create_consumer, delete_consumer, update_consumer
 from store.commands.syncs import (
     create_sync,
@@ -84,6 +89,7 @@ __all__ = [
     "report_use_run",
     "set_catalog_credentials",
     "set_connection_credentials",
+    "set_connector_oauth2",
     "update_connection",
     "update_connector",
     "update_consumer",

@@ -9,20 +9,24 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import domain, records, validation
+from store import domain, oauth, records, validation
 from store.commands.base import UNSET, Unset, assign, ensure_free, get_row, saving
-from store.commands.heartbeats import check_connection_targets, connection_heartbeat
-from store.credentials import validate_secret
+from store.commands.heartbeats import check_connection_targets, connection_heartbeat, params
+from store.credentials import CredentialKind, validate_secret
 from store.crypto import KeyRing
 from store.domain import ConnectionState, ConnectionStatus, Direction
-from store.errors import ConflictError
+from store.errors import ConflictError, ValidationError
 from store.models import CheckRow, ConnectionRow, ConnectorRow, ConsumerRow, utcnow
 from store.outbound import OutboundPolicy
 from store.validation import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
 
 _NO_HEARTBEAT: Mapping[str, Any] = MappingProxyType({})
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+params_of = params
 # What makes a connection due at once: it is probed differently from now on.
-_PROBE_SETTINGS = frozenset({"connector_id", "direction", "check_interval_seconds", "heartbeat"})
+_PROBE_SETTINGS = frozenset(
+    {"connector_id", "direction", "check_interval_seconds", "heartbeat", "params"}
+)
 
 
 def first_due(direction: Direction, interval: int, now: datetime) -> datetime:
@@ -32,19 +36,37 @@ def first_due(direction: Direction, interval: int, now: datetime) -> datetime:
 
 
 async def _check_probe_settings(
-    session: AsyncSession,
     *,
     consumer: ConsumerRow,
     connector: ConnectorRow,
     direction: Direction,
     override: Mapping[str, Any],
+    values: Mapping[str, str],
     outbound: OutboundPolicy,
 ) -> None:
-    connection_heartbeat(direction, connector.slug, connector.heartbeat, override)
+    connection_heartbeat(
+        direction, connector.slug, connector.heartbeat, override, consumer.external_id, values
+    )
     if direction == Direction.OUTBOUND:
         await check_connection_targets(
-            outbound, [("heartbeat.url", connector.heartbeat, override, consumer.external_id)]
+            outbound,
+            [("heartbeat.url", connector.heartbeat, override, consumer.external_id, values)],
         )
+        if connector.oauth2:
+            # The token endpoint is an outbound request too, per connection where its URL
+            # takes the connection's params.
+            await check_connection_targets(
+                outbound,
+                [
+                    (
+                        "oauth2.token_url",
+                        {"url": connector.oauth2["token_url"]},
+                        {},
+                        consumer.external_id,
+                        values,
+                    )
+                ],
+            )
 
 
 async def create_connection(
@@ -58,6 +80,7 @@ async def create_connection(
     check_interval_seconds: int = DEFAULT_CHECK_INTERVAL_SECONDS,
     failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
     heartbeat: Mapping[str, Any] = _NO_HEARTBEAT,
+    params: Mapping[str, str] = _NO_PARAMS,
     outbound: OutboundPolicy,
 ) -> domain.Connection:
     """Create a connection, due for its first check at once (inbound: after one interval).
@@ -70,6 +93,7 @@ async def create_connection(
     interval = validation.interval(check_interval_seconds)
     threshold = validation.threshold(failure_threshold)
     override = validation.mapping("heartbeat", heartbeat)
+    values = params_of(params)
 
     async def check() -> tuple[ConsumerRow, ConnectorRow]:
         consumer = await get_row(session, ConsumerRow, consumer_id, "consumer")
@@ -87,11 +111,11 @@ async def create_connection(
 
     consumer, connector = await check()
     await _check_probe_settings(
-        session,
         consumer=consumer,
         connector=connector,
         direction=direction,
         override=override,
+        values=values,
         outbound=outbound,
     )
     now = utcnow()
@@ -106,6 +130,7 @@ async def create_connection(
         check_interval_seconds=interval,
         failure_threshold=threshold,
         heartbeat=override,
+        params=values,
         next_check_at=first_due(direction, interval, now),
         state_changed_at=now,
         created_at=now,
@@ -126,6 +151,7 @@ async def update_connection(
     check_interval_seconds: int | Unset = UNSET,
     failure_threshold: int | Unset = UNSET,
     heartbeat: Mapping[str, Any] | Unset = UNSET,
+    params: Mapping[str, str] | Unset = UNSET,
     outbound: OutboundPolicy,
 ) -> domain.Connection:
     """Change the given fields, checking the connection as it will be afterwards.
@@ -147,6 +173,8 @@ async def update_connection(
         values["failure_threshold"] = validation.threshold(failure_threshold)
     if heartbeat is not UNSET:
         values["heartbeat"] = validation.mapping("heartbeat", heartbeat)
+    if params is not UNSET:
+        values["params"] = params_of(params)
 
     async def check() -> ConnectionRow:
         row = await get_row(session, ConnectionRow, connection_id, "connection")
@@ -164,15 +192,15 @@ async def update_connection(
         return row
 
     row = await check()
-    if values.keys() & {"connector_id", "direction", "heartbeat"}:
+    if values.keys() & _PROBE_SETTINGS:
         await _check_probe_settings(
-            session,
             consumer=await get_row(session, ConsumerRow, row.consumer_id, "consumer"),
             connector=await get_row(
                 session, ConnectorRow, values.get("connector_id", row.connector_id), "connector"
             ),
             direction=values.get("direction", row.direction),
             override=values.get("heartbeat", row.heartbeat),
+            values=values.get("params", row.params),
             outbound=outbound,
         )
     async with saving(session, check):
@@ -195,6 +223,53 @@ async def delete_connection(session: AsyncSession, connection_id: int) -> domain
     return record
 
 
+async def _oauth2_app(session: AsyncSession, row: ConnectionRow) -> None:
+    connector = await get_row(session, ConnectorRow, row.connector_id, "connector")
+    if not connector.oauth2:
+        raise ValidationError(
+            "credentials.kind",
+            "oauth2",
+            f"connector {connector.slug!r} has no OAuth2 app; give it one first "
+            "(oauth2: token_url, client_id, client secret)",
+        )
+
+
+async def _store_credentials(
+    session: AsyncSession,
+    row: ConnectionRow,
+    cleaned: dict[str, str] | None,
+    *,
+    seed: str | None,
+    key_ring: KeyRing,
+) -> None:
+    """Write validated credentials; an OAuth2 grant's tokens go to its own row, the
+    connection keeps only which kind and grant it is."""
+    if cleaned is not None and cleaned["kind"] == CredentialKind.OAUTH2:
+        row.credentials_ciphertext = key_ring.encrypt(
+            {"kind": CredentialKind.OAUTH2.value, "grant": cleaned["grant"]}
+        )
+        expires = cleaned.get("access_token_expires_at")
+        await oauth.put_grant(
+            session,
+            row.id,
+            grant_type=cleaned["grant"],
+            refresh_token=cleaned.get("refresh_token"),
+            access_token=cleaned.get("access_token"),
+            access_token_expires_at=validation.aware(
+                "credentials.access_token_expires_at", datetime.fromisoformat(expires)
+            )
+            if expires
+            else None,
+            seed=seed,
+            key_ring=key_ring,
+        )
+    else:
+        row.credentials_ciphertext = None if cleaned is None else key_ring.encrypt(cleaned)
+        await oauth.delete_grant(session, row.id)
+    if row.direction == Direction.OUTBOUND:
+        row.next_check_at = utcnow()  # e.g. re-authenticated after AUTH: check it now
+
+
 async def set_connection_credentials(
     session: AsyncSession,
     connection_id: int,
@@ -204,16 +279,17 @@ async def set_connection_credentials(
 ) -> domain.Connection:
     """Store `secret` encrypted (write-only: nothing reads it back out); None removes it.
 
-    Shapes: `store.credentials.CREDENTIAL_SHAPES`.
+    Shapes: `store.credentials.CREDENTIAL_SHAPES`. OAuth2 credentials need the connector's
+    OAuth2 app and start a new grant (a dead one comes back to life).
     """
     cleaned = None if secret is None else validate_secret(secret)
     row = await get_row(session, ConnectionRow, connection_id, "connection")
+    if cleaned is not None and cleaned["kind"] == CredentialKind.OAUTH2:
+        await _oauth2_app(session, row)
     async with saving(session):
         # Set through the API, so no catalog reference (env/file name) describes it any more.
         row.credentials_ref = None
-        row.credentials_ciphertext = None if cleaned is None else key_ring.encrypt(cleaned)
-        if row.direction == Direction.OUTBOUND:
-            row.next_check_at = utcnow()  # e.g. re-authenticated after AUTH: check it now
+        await _store_credentials(session, row, cleaned, seed=None, key_ring=key_ring)
     return records.connection(row)
 
 
@@ -228,11 +304,19 @@ async def set_catalog_credentials(
     """The catalog's credentials: `secret`, read through `reference` (its env/file names).
 
     Stored (validated, encrypted) unless the same secret is stored under the same reference
-    already, so applying a catalog again changes nothing. Whether anything was written.
+    already, so applying a catalog again changes nothing. An OAuth2 refresh token is a *seed*:
+    the provider rotates it, so only a changed seed (told by its digest) replaces the stored
+    token, never the same seed again. Whether anything was written.
     """
     cleaned = validate_secret(secret)
     row = await get_row(session, ConnectionRow, connection_id, "connection")
-    if (
+    if cleaned["kind"] == CredentialKind.OAUTH2:
+        await _oauth2_app(session, row)
+        if row.credentials_ref == dict(reference) and await _same_seed(
+            session, row.id, cleaned, key_ring
+        ):
+            return False
+    elif (
         row.credentials_ref == dict(reference)
         and row.credentials_ciphertext is not None
         and key_ring.decrypt(row.credentials_ciphertext) == cleaned
@@ -240,10 +324,20 @@ async def set_catalog_credentials(
         return False
     async with saving(session):
         row.credentials_ref = dict(reference)
-        row.credentials_ciphertext = key_ring.encrypt(cleaned)
-        if row.direction == Direction.OUTBOUND:
-            row.next_check_at = utcnow()
+        await _store_credentials(
+            session, row, cleaned, seed=cleaned.get("refresh_token"), key_ring=key_ring
+        )
     return True
+
+
+async def _same_seed(
+    session: AsyncSession, connection_id: int, cleaned: Mapping[str, str], key_ring: KeyRing
+) -> bool:
+    grant = await oauth.load_grant(session, connection_id, key_ring)
+    if grant is None or grant.grant_type != cleaned["grant"]:
+        return False
+    seed = cleaned.get("refresh_token")
+    return seed is None or grant.seed_digest == oauth.seed_digest(seed)
 
 
 async def record_inbound_heartbeat(

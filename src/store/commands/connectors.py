@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import domain, records, validation
+from store import domain, oauth, records, validation
 from store.commands.base import (
     UNSET,
     Unset,
@@ -24,11 +24,19 @@ from store.commands.heartbeats import (
     probe_problem,
     template,
 )
+from store.crypto import KeyRing
 from store.domain import Direction
 from store.errors import ConflictError, ValidationError
 from store.heartbeat import merge
-from store.models import ConnectionRow, ConnectorRow, ConsumerRow, SyncRequirementRow, utcnow
-from store.outbound import OutboundPolicy
+from store.models import (
+    ConnectionRow,
+    ConnectorRow,
+    ConsumerRow,
+    OAuthGrantRow,
+    SyncRequirementRow,
+    utcnow,
+)
+from store.outbound import OutboundPolicy, check_targets
 from store.validation import MAX_KEY_LENGTH
 
 
@@ -81,6 +89,7 @@ async def _check_template_users(
                 ConnectionRow.id,
                 ConnectionRow.name,
                 ConnectionRow.heartbeat,
+                ConnectionRow.params,
                 ConsumerRow.external_id,
             )
             .join(ConsumerRow, ConsumerRow.id == ConnectionRow.consumer_id)
@@ -91,20 +100,20 @@ async def _check_template_users(
             .order_by(ConnectionRow.id)
         )
     ).all()
-    for connection_id, name, override, _ in rows:
-        found = probe_problem(connector_template, override)
+    for connection_id, name, override, values, external_id in rows:
+        found = probe_problem(connector_template, override, external_id, values)
         if found:
             field, problem = found
             raise ValidationError(
-                f"heartbeat.{field}",
+                field if field.startswith("params.") else f"heartbeat.{field}",
                 merge(connector_template, override).get(field),
                 f"{problem} (connection {connection_id} {name!r} relies on this template)",
             )
     await check_connection_targets(
         outbound,
         [
-            ("heartbeat.url", connector_template, override, external_id)
-            for _, _, override, external_id in rows
+            ("heartbeat.url", connector_template, override, external_id, values)
+            for _, _, override, values, external_id in rows
         ],
     )
 
@@ -195,3 +204,77 @@ async def delete_connector(session: AsyncSession, connector_id: int) -> domain.C
     async with saving(session, check):
         await session.delete(row)
     return record
+
+
+async def set_connector_oauth2(
+    session: AsyncSession,
+    connector_id: int,
+    *,
+    app: Mapping[str, Any] | None,
+    client_secret: str | Unset | None = UNSET,
+    client_secret_ref: Mapping[str, str] | None = None,
+    key_ring: KeyRing | None,
+    outbound: OutboundPolicy,
+) -> bool:
+    """Give the connector its OAuth2 app (token_url, client_id, scopes, auth_method) and, unless
+    UNSET, its client secret (write-only, encrypted; `client_secret_ref` is the catalog
+    reference it was read from); `app=None` removes both. Whether anything changed.
+
+    Refused: removing the app while connections hold OAuth2 grants of it; a token URL the
+    outbound policy refuses; a secret without a key ring to encrypt it.
+    """
+    cleaned = None if app is None else oauth.oauth2_app(app)
+    secret = (
+        client_secret
+        if client_secret is UNSET or client_secret is None
+        else oauth.client_secret(client_secret)
+    )
+    row = await get_row(session, ConnectorRow, connector_id, "connector")
+    if cleaned is None:
+        grants = await count_rows(
+            session,
+            OAuthGrantRow,
+            OAuthGrantRow.connection_id.in_(
+                select(ConnectionRow.id).where(ConnectionRow.connector_id == connector_id)
+            ),
+        )
+        if grants:
+            raise ConflictError(
+                "oauth2",
+                None,
+                f"connector {row.slug!r} has {validation.plural(grants, 'connection')} with "
+                "OAuth2 credentials; set them other credentials first",
+            )
+        secret = None
+    else:
+        await check_targets(outbound, [("oauth2.token_url", cleaned["token_url"])])
+    changed = row.oauth2 != cleaned
+    if secret is not UNSET:
+        stored = row.oauth2_client_secret_ciphertext
+        if secret is None:
+            changed = changed or stored is not None or row.oauth2_client_secret_ref is not None
+        else:
+            if key_ring is None:
+                raise ValidationError(
+                    "oauth2.client_secret",
+                    "<redacted>",
+                    "cannot be stored: no credential key is configured (HEALTHGRAPH_SECRET_KEYS)",
+                )
+            same = (
+                stored is not None
+                and key_ring.decrypt(stored) == {"client_secret": secret}
+                and row.oauth2_client_secret_ref == (dict(client_secret_ref or {}) or None)
+            )
+            changed = changed or not same
+    if not changed:
+        return False
+    async with saving(session):
+        row.oauth2 = cleaned
+        if secret is not UNSET:
+            row.oauth2_client_secret_ciphertext = (
+                None
+                if secret is None or key_ring is None
+                else key_ring.encrypt({"client_secret": secret})
+            )
+            row.oauth2_client_secret_ref = dict(client_secret_ref) if client_secret_ref else None
+    return True
