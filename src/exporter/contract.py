@@ -152,6 +152,21 @@ STORE_FAMILIES = (
 CHECKS_TOTAL = "healthgraph_checks_total"
 PROBE_DURATION = "healthgraph_probe_duration_seconds"
 BUILD_INFO = "healthgraph_build_info"
+OAUTH_REFRESHES_TOTAL = "healthgraph_oauth_refreshes_total"
+OAUTH_REFRESH_RESULTS = (
+    "ok",  # a new access token, saved before use
+    "dead_grant",  # invalid_grant / invalid_client / unauthorized_client: reconnect
+    "timeout",
+    "rate_limited",
+    "http_status",  # the token endpoint answered another error (5xx, 4xx)
+    "connect",
+    "dns",
+    "tls",
+    "blocked",
+    "auth",
+)
+"""The `result` label of healthgraph_oauth_refreshes_total: "ok", "dead_grant", or the failure
+reason of a refresh that changed nothing, lower-cased."""
 
 # --- when a series exists ------------------------------------------------------------------------
 

@@ -44,7 +44,8 @@ def service_registry() -> CollectorRegistry:
 
 
 class SelfMetrics:
-    """healthgraph_checks_total, healthgraph_probe_duration_seconds, healthgraph_build_info."""
+    """healthgraph_checks_total, healthgraph_probe_duration_seconds, healthgraph_build_info,
+    healthgraph_oauth_refreshes_total."""
 
     def __init__(self, registry: CollectorRegistry, *, version: str | None = None) -> None:
         self.registry = registry
@@ -68,6 +69,12 @@ class SelfMetrics:
             registry=registry,
         )
         build.labels(version or package_version()).set(1)
+        self._refreshes = Counter(
+            c.OAUTH_REFRESHES_TOTAL.removesuffix("_total"),
+            "OAuth2 token refreshes run by this process, by connector and result.",
+            ("connector", "result"),
+            registry=registry,
+        )
         # Every series from the start at 0, so rate() and increase() see the first check.
         self._checks.labels("success", SUCCESS_REASON)
         for reason in FailureReason:
@@ -84,3 +91,8 @@ class SelfMetrics:
             self._checks.labels("failure", reason.value).inc()
         # The kind comes from stored configuration: bound the label to the known kinds.
         self._durations.labels(kind if kind in _KINDS else "other").observe(max(0.0, seconds))
+
+    def refresh_finished(self, connector: str, result: str) -> None:
+        """Count one OAuth2 refresh (the token broker's observer hook)."""
+        known = result if result in c.OAUTH_REFRESH_RESULTS else "other"
+        self._refreshes.labels(connector, known).inc()

@@ -45,7 +45,12 @@ async def check_now(info: Info, connection_id: int, global_id: str) -> domain.Co
     due = await info.context.read(lambda s: scheduling.load_due_check(s, connection_id))
     assert due is not None
     started = time.perf_counter()
-    outcome = await check_connection(due, services.probe_context, services.credentials_key_ring)
+    outcome = await check_connection(
+        due,
+        services.probe_context,
+        services.credentials_key_ring,
+        tokens=services.token_broker,
+    )
     seconds = time.perf_counter() - started
     await write(
         info,

@@ -15,6 +15,7 @@ from graphql_schema.links import LinkSigner
 from probes.guard import AddressGuard
 from probes.scheduler import CheckObserver
 from probes.target import ProbeContext
+from probes.token_broker import TokenBroker
 from store.crypto import KeyRing
 from store.domain import TokenScope
 from store.events import Broadcaster
@@ -70,6 +71,8 @@ class Services:
     credentials_key_ring: KeyRing | None = None
     # Told of every checkConnectionNow probe, as the scheduler tells it of its own.
     check_observer: CheckObserver | None = None
+    # Access tokens for OAuth2 connections checked now (set while the app runs).
+    token_broker: TokenBroker | None = None
 
 
 class GraphQLContext:

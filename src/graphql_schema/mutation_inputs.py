@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -86,9 +87,17 @@ class UpdateConnectionInput:
     heartbeat: HeartbeatInput | None = strawberry.UNSET
 
 
+@strawberry.enum(description="How an OAuth2 connection gets its access tokens.")
+class OAuth2Grant(enum.Enum):
+    REFRESH_TOKEN = "refresh_token"
+    CLIENT_CREDENTIALS = "client_credentials"
+
+
 @strawberry.input(
     description="Write-only: nothing ever reads these back. Which fields a kind needs: "
-    "bearer token; basic username, password; header and query name, value."
+    "bearer token; basic username, password; header and query name, value; oauth2 a "
+    "refreshToken (optionally the current accessToken and when it expires), or grant "
+    "CLIENT_CREDENTIALS and nothing else (the connector's OAuth2 app holds the client)."
 )
 class CredentialsInput:
     kind: CredentialKind
@@ -97,13 +106,22 @@ class CredentialsInput:
     password: str | None = None
     name: str | None = None
     value: str | None = None
+    grant: OAuth2Grant | None = None
+    refresh_token: str | None = None
+    access_token: str | None = None
+    access_token_expires_at: datetime | None = None
 
     def to_secret(self) -> dict[str, str]:
         """The fields given, as the store's credential shape (`store.credentials`) names them."""
         secret = {"kind": self.kind.value}
         for field in CREDENTIAL_FIELDS:
-            if getattr(self, field) is not None:
-                secret[field] = getattr(self, field)
+            value = getattr(self, field)
+            if isinstance(value, OAuth2Grant):
+                value = value.value
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            if value is not None:
+                secret[field] = value
         return secret
 
 

@@ -44,8 +44,8 @@ from healthgraph.settings import Settings
 from healthgraph.token_use import TokenUses
 from healthgraph.worker import run_event_loop, run_worker
 from probes.guard import AddressGuard
-from probes.scheduler import CheckObserver
 from probes.target import ProbeContext
+from probes.token_broker import TokenBroker
 from store.crypto import KeyRing
 from store.domain import StatusChange
 from store.events import broadcaster_for
@@ -101,6 +101,10 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
             await services.broadcaster.start()
             async with ProbeContext.create(allow=settings.allow_targets) as probe_context:
                 services.probe_context = probe_context
+                if services.credentials_key_ring is not None:
+                    services.token_broker = TokenBroker(
+                        database.sessions, services.credentials_key_ring, observer=self_metrics
+                    )
                 async with contextlib.AsyncExitStack() as running:
                     if scheduler:
                         await running.enter_async_context(
@@ -201,7 +205,7 @@ async def _demo_activity(database: Database, services: Services) -> AsyncIterato
 
 @asynccontextmanager
 async def _scheduler_running(
-    settings: Settings, services: Services, observer: CheckObserver, tuning: RuntimeTuning
+    settings: Settings, services: Services, observer: SelfMetrics, tuning: RuntimeTuning
 ) -> AsyncIterator[None]:
     """The worker role inside this process, on its own thread and event loop, stopped (claims
     released) when the app stops.
@@ -231,7 +235,12 @@ async def _scheduler_running(
         loop = asyncio.get_running_loop()
         stopping.set_result(lambda: loop.call_soon_threadsafe(stop.set))
         await run_worker(
-            settings, stop, on_changes=publish, observer=observer, alongside=say_started()
+            settings,
+            stop,
+            on_changes=publish,
+            observer=observer,
+            refresh_observer=observer,
+            alongside=say_started(),
         )
 
     def run() -> None:

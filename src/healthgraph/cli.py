@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.applications import Starlette
 
 from exporter import SelfMetrics, metrics_app, service_registry, serving
-from healthgraph.catalog.apply import apply_catalog
+from healthgraph.catalog.apply import apply_catalog, needs_key_ring
 from healthgraph.catalog.export import dump_yaml, export_catalog
 from healthgraph.catalog.spec import CatalogSpec, load_catalog_file
 from healthgraph.database import open_database
@@ -174,11 +174,13 @@ async def _worker(settings: Settings) -> None:
     registry = service_registry()
     metrics = metrics_app(registry=registry, token=settings.metrics_token)
     tuning = RuntimeTuning(settings.runtime_tuning)
+    self_metrics = SelfMetrics(registry)
     try:
         await run_until_signalled(
             settings,
             on_changes=publish,
-            observer=SelfMetrics(registry),
+            observer=self_metrics,
+            refresh_observer=self_metrics,
             alongside=_worker_started(
                 _metrics_server(metrics, settings.host, settings.worker_metrics_port), tuning
             ),
@@ -252,8 +254,7 @@ async def _apply(
     settings: Settings, spec: CatalogSpec, source: str, prune: bool, dry_run: bool
 ) -> int:
     database = await open_database(settings.database_url)
-    needs_keys = any(c.credentials for consumer in spec.consumers for c in consumer.connections)
-    key_ring = settings.key_ring() if needs_keys else None
+    key_ring = settings.key_ring() if needs_key_ring(spec) else None
     try:
         try:
             async with database.sessions.begin() as session:

@@ -34,6 +34,7 @@ from healthgraph.settings import Settings, load_settings
 from probes.pool import ProbeProcessConfig, ProbeProcesses
 from probes.scheduler import CheckObserver, CheckRunner, OnChanges, Scheduler, SchedulerConfig
 from probes.target import ProbeContext
+from probes.token_broker import RefreshObserver, TokenBroker
 from store.engine import async_url
 from store.errors import StoreError
 from store.scheduling import MAX_WORKER_ID_LENGTH, release_stale_claims
@@ -103,6 +104,7 @@ async def run_worker(
     on_changes: OnChanges | None = None,
     config: SchedulerConfig | None = None,
     observer: CheckObserver | None = None,
+    refresh_observer: RefreshObserver | None = None,
     alongside: AbstractAsyncContextManager[object] | None = None,
 ) -> None:
     """Run the scheduler until `stop` is set.
@@ -117,7 +119,9 @@ async def run_worker(
     database_file = sqlite_path(settings)
     with sqlite_worker_lock(database_file) if database_file else _no_lock():
         async with alongside or contextlib.nullcontext():
-            await _run_scheduler(settings, stop, on_changes, config, observer, database_file)
+            await _run_scheduler(
+                settings, stop, on_changes, config, observer, refresh_observer, database_file
+            )
 
 
 async def _run_scheduler(
@@ -126,6 +130,7 @@ async def _run_scheduler(
     on_changes: OnChanges | None,
     config: SchedulerConfig | None,
     observer: CheckObserver | None,
+    refresh_observer: RefreshObserver | None,
     database_file: Path | None,
 ) -> None:
     key_ring = settings.key_ring()
@@ -153,7 +158,9 @@ async def _run_scheduler(
                         allow=settings.allow_targets,
                         key_ring=key_ring,
                         connections_per_origin=config.per_host_concurrency,
+                        database_url=settings.database_url,
                     ),
+                    refresh_observer=refresh_observer,
                 )
                 run_check = (await stack.enter_async_context(processes)).check
             scheduler = Scheduler(
@@ -165,6 +172,7 @@ async def _run_scheduler(
                 on_changes=on_changes,
                 observer=observer,
                 run_check=run_check,
+                tokens=TokenBroker(database.sessions, key_ring, observer=refresh_observer),
             )
             log.info(
                 "healthgraph worker %s started on %s, probing in %s",
@@ -208,6 +216,7 @@ async def run_until_signalled(
     config: SchedulerConfig | None = None,
     on_changes: OnChanges | None = None,
     observer: CheckObserver | None = None,
+    refresh_observer: RefreshObserver | None = None,
     alongside: AbstractAsyncContextManager[object] | None = None,
 ) -> None:
     """`run_worker` until SIGTERM or SIGINT, then stop cleanly (for `healthgraph worker`)."""
@@ -222,6 +231,7 @@ async def run_until_signalled(
             config=config,
             on_changes=on_changes,
             observer=observer,
+            refresh_observer=refresh_observer,
             alongside=alongside,
         )
     finally:

@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,8 +30,10 @@ from urllib.parse import urlsplit
 
 from probes.check import check_connection
 from probes.target import DEFAULT_BODY_CAP_BYTES, ProbeContext
+from probes.token_broker import RefreshObserver, TokenBroker
 from store.crypto import KeyRing
 from store.domain import CheckOutcome, FailureReason
+from store.engine import create_engine, session_factory
 from store.scheduling import DueCheck
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,22 @@ class ProbeProcessConfig:
     key_ring: KeyRing | None
     connections_per_origin: int
     body_cap_bytes: int = DEFAULT_BODY_CAP_BYTES
+    # Where OAuth2 grants are (None: a connection with OAuth2 credentials fails to run).
+    database_url: str | None = None
+
+
+class _RefreshLog:
+    """The child's refresh observer: what it refreshed, sent back with the next answers."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, str]] = []
+
+    def refresh_finished(self, connector: str, result: str) -> None:
+        self.pending.append((connector, result))
+
+    def take(self) -> list[tuple[str, str]]:
+        taken, self.pending = self.pending, []
+        return taken
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> Any:
@@ -112,11 +130,18 @@ class ProbeProcesses:
     replaced, so the scheduler goes on; its log says so.
     """
 
-    def __init__(self, count: int, config: ProbeProcessConfig) -> None:
+    def __init__(
+        self,
+        count: int,
+        config: ProbeProcessConfig,
+        *,
+        refresh_observer: RefreshObserver | None = None,
+    ) -> None:
         if count < 1:
             raise ValueError("probe processes must be at least 1")
         self._count = count
         self._config = config
+        self._refresh_observer = refresh_observer
         self._children: list[_Child | None] = [None] * count
         self._next_id = 0
         self._closing = False
@@ -138,6 +163,16 @@ class ProbeProcesses:
         child.waiting[self._next_id] = (due, future)
         child.outbox.add((self._next_id, due))
         return await future
+
+    def _count_refreshes(self, refreshes: list[tuple[str, str]]) -> None:
+        """The children's OAuth2 refreshes, counted where this process's metrics are."""
+        if self._refresh_observer is None:
+            return
+        for connector, result in refreshes:
+            try:
+                self._refresh_observer.refresh_finished(connector, result)
+            except Exception:  # metrics never stop a check
+                log.exception("refresh observer failed")
 
     def pids(self) -> list[int]:
         """The running probe processes (for the worker's log and for tools)."""
@@ -193,7 +228,8 @@ class ProbeProcesses:
 
     async def _listen(self, slot: int, child: _Child) -> None:
         while (answers := await _read_frame(child.reader)) is not None:
-            for request_id, outcome, seconds in answers:
+            for request_id, outcome, seconds, refreshes in answers:
+                self._count_refreshes(refreshes)
                 entry = child.waiting.pop(request_id, None)
                 if entry is not None and not entry[1].done():
                     entry[1].set_result((outcome, seconds))
@@ -233,25 +269,47 @@ async def _serve_checks(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     answers = _Batcher(writer)
     running: set[asyncio.Task[None]] = set()
 
-    async def run(request_id: int, due: DueCheck, context: ProbeContext) -> None:
-        started = time.perf_counter()
-        outcome = await check_connection(due, context, config.key_ring)
-        answers.add((request_id, outcome, time.perf_counter() - started))
+    refreshes = _RefreshLog()
 
-    async with ProbeContext.create(
-        allow=config.allow,
-        connections_per_origin=config.connections_per_origin,
-        body_cap_bytes=config.body_cap_bytes,
-    ) as context:
+    async def run(
+        request_id: int, due: DueCheck, context: ProbeContext, tokens: TokenBroker | None
+    ) -> None:
+        started = time.perf_counter()
+        outcome = await check_connection(due, context, config.key_ring, tokens=tokens)
+        answers.add((request_id, outcome, time.perf_counter() - started, refreshes.take()))
+
+    async with (
+        ProbeContext.create(
+            allow=config.allow,
+            connections_per_origin=config.connections_per_origin,
+            body_cap_bytes=config.body_cap_bytes,
+        ) as context,
+        _token_broker(config, refreshes) as tokens,
+    ):
         while (batch := await _read_frame(reader)) is not None:
             for request_id, due in batch:
-                task = asyncio.create_task(run(request_id, due, context))
+                task = asyncio.create_task(run(request_id, due, context, tokens))
                 running.add(task)
                 task.add_done_callback(running.discard)
         if running:
             await asyncio.wait(set(running))
     await asyncio.sleep(0)  # the last batch of answers is written at the end of a turn
     await writer.drain()
+
+
+@contextlib.asynccontextmanager
+async def _token_broker(
+    config: ProbeProcessConfig, observer: _RefreshLog
+) -> AsyncIterator[TokenBroker | None]:
+    """The child's own way to the grants: its own engine (a process cannot share one)."""
+    if config.database_url is None or config.key_ring is None:
+        yield None
+        return
+    engine = create_engine(config.database_url, pool_size=2, max_overflow=8)
+    try:
+        yield TokenBroker(session_factory(engine), config.key_ring, observer=observer)
+    finally:
+        await engine.dispose()
 
 
 async def _child_main(frames_out: int) -> None:

@@ -49,10 +49,14 @@ class Credentials:
     password: str | None = None
     name: str | None = None
     value: str | None = None
+    grant: str | None = None  # OAuth2: the token comes from the grant (probes.token_broker)
 
     @classmethod
     def from_secret(cls, secret: Mapping[str, Any]) -> Credentials:
         """From the decrypted dict; ProbeConfigError names a bad field, never its value."""
+        if secret.get("kind") == CredentialKind.OAUTH2:
+            # Only the kind and the grant are kept with the connection; the tokens are not.
+            return cls(kind=CredentialKind.OAUTH2, grant=str(secret.get("grant", "refresh_token")))
         try:
             fields = validate_secret(secret)
         except ValidationError as exc:

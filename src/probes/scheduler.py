@@ -30,6 +30,7 @@ from probes.registry import ProbeFunction, run_probe
 from probes.result_writer import OnChanges, ResultWriter
 from probes.scheduler_config import DATABASE_ERRORS, SchedulerConfig, describe, random_jitter
 from probes.target import ProbeContext
+from probes.token_broker import TokenBroker
 from store.crypto import KeyRing
 from store.domain import CheckOutcome
 from store.scheduling import DueCheck, Jitter, release_claims
@@ -85,8 +86,10 @@ class Scheduler:
         run_check: CheckRunner | None = None,
         jitter: Jitter | None = None,
         clock: Clock = utc_now,
+        tokens: TokenBroker | None = None,
     ) -> None:
-        """`run_check`: where checks run (default: in this process, with `probe`)."""
+        """`run_check`: where checks run (default: in this process, with `probe`);
+        `tokens`: access tokens for OAuth2 connections checked here."""
         self.worker_id = worker_id
         self.config = config or SchedulerConfig()
         self._sessions = sessions
@@ -94,6 +97,7 @@ class Scheduler:
         self._key_ring = key_ring
         self._observer = observer
         self._probe = probe
+        self._tokens = tokens
         self._run_check = run_check or self._check_here
         self._clock = clock
         self._global = asyncio.Semaphore(self.config.concurrency)
@@ -210,7 +214,9 @@ class Scheduler:
 
     async def _check_here(self, due: DueCheck) -> tuple[CheckOutcome, float]:
         started = time.perf_counter()
-        outcome = await check_connection(due, self._context, self._key_ring, probe=self._probe)
+        outcome = await check_connection(
+            due, self._context, self._key_ring, probe=self._probe, tokens=self._tokens
+        )
         return outcome, time.perf_counter() - started
 
     def _observe(self, due: DueCheck, outcome: CheckOutcome, seconds: float) -> None:

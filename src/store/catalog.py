@@ -41,6 +41,13 @@ class StoredConnection:
     heartbeat: dict[str, Any]  # the connection's overrides only
     credentials_ref: dict[str, str] | None  # the catalog reference (env/file names), never a secret
     uses: tuple[StoredUse, ...]
+    params: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConnector:
+    connector: domain.Connector
+    client_secret_ref: dict[str, str] | None  # the catalog reference, never the secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +77,7 @@ class StoredSync:
 @dataclass(frozen=True, slots=True)
 class StoredCatalog:
     use_kinds: tuple[domain.UseKind, ...]
-    connectors: tuple[domain.Connector, ...]
+    connectors: tuple[StoredConnector, ...]
     consumers: tuple[StoredConsumer, ...]
     syncs: tuple[StoredSync, ...]
 
@@ -98,7 +105,13 @@ async def load_catalog(session: AsyncSession) -> StoredCatalog:
     use_kind_rows = await session.scalars(select(UseKindRow).order_by(UseKindRow.kind))
     return StoredCatalog(
         use_kinds=tuple(domain.UseKind(kind=row.kind, label=row.label) for row in use_kind_rows),
-        connectors=tuple(records.connector(row) for row in connector_rows),
+        connectors=tuple(
+            StoredConnector(
+                records.connector(row),
+                dict(row.oauth2_client_secret_ref) if row.oauth2_client_secret_ref else None,
+            )
+            for row in connector_rows
+        ),
         consumers=tuple(
             StoredConsumer(
                 id=row.id,
@@ -143,6 +156,7 @@ def _connection(row: ConnectionRow, slugs: dict[int, str]) -> StoredConnection:
             StoredUse(id=use.id, kind=use.kind, name=use.name)
             for use in sorted(row.uses, key=lambda u: u.id)
         ),
+        params=dict(row.params or {}),
     )
 
 

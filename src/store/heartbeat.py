@@ -70,6 +70,7 @@ _SCHEMES = {
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an RFC 9110 token
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PLACEHOLDER = re.compile(r"\{(external_id|params\.[a-z][a-z0-9_]*)\}")
+_BODY_PARAM = re.compile(r"\{params\.([^{}]*)\}")
 _JSON_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_-]*|\[\d+\])*$")
 
 
@@ -277,7 +278,15 @@ def _body_problem(body: object) -> str | None:
         return "must be a string, or a mapping sent as JSON"
     if len(text) > MAX_BODY_LENGTH:
         return f"is {len(text)} characters long; use at most {MAX_BODY_LENGTH}"
-    return placeholder_problem(text)
+    # Bodies are full of braces (JSON, GraphQL): only {params.…} is taken as a placeholder
+    # there, and it must be a valid one.
+    for name in _BODY_PARAM.findall(text):
+        if not PARAM_NAME.match(name):
+            return (
+                f"uses unknown placeholder {{params.{name}}}; "
+                "NAME: lower-case letters, digits and _"
+            )
+    return None
 
 
 def _failure_rule_problems(rules: object) -> list[tuple[str, str]]:

@@ -211,6 +211,14 @@ async def take_refresh_lease(
     return bool(result.rowcount)
 
 
+async def refresh_leased(session: AsyncSession, connection_id: int, *, now: datetime) -> bool:
+    """Whether someone holds the grant's refresh lease now."""
+    until = await session.scalar(
+        select(_GRANTS.c.refreshing_until).where(_GRANTS.c.connection_id == connection_id)
+    )
+    return until is not None and until > now
+
+
 async def release_refresh_lease(session: AsyncSession, connection_id: int, *, holder: str) -> None:
     await session.execute(
         update(_GRANTS)

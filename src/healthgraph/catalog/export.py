@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.catalog import StoredCatalog, StoredConnection, load_catalog
+from store import library
+from store.catalog import StoredCatalog, StoredConnection, StoredConnector, load_catalog
 from store.domain import Direction
 from store.validation import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
 
@@ -24,15 +25,7 @@ def catalog_document(catalog: StoredCatalog) -> dict[str, Any]:
     """`catalog` in the shape of a catalog file."""
     return {
         "use_kinds": [{"kind": k.kind, "label": k.label} for k in catalog.use_kinds],
-        "connectors": [
-            {
-                "slug": c.slug,
-                "name": c.name,
-                "category": c.category,
-                **({"heartbeat": c.heartbeat} if c.heartbeat else {}),
-            }
-            for c in catalog.connectors
-        ],
+        "connectors": [_connector(c) for c in catalog.connectors],
         "consumers": [
             {
                 "external_id": consumer.external_id,
@@ -62,6 +55,36 @@ def catalog_document(catalog: StoredCatalog) -> dict[str, Any]:
     }
 
 
+def _connector(stored: StoredConnector) -> dict[str, Any]:
+    connector = stored.connector
+    out: dict[str, Any] = {"slug": connector.slug}
+    if connector.template is not None:
+        # Only what differs from the library's template: applying it again resolves the same.
+        out["template"] = connector.template
+        out.update(
+            library.overrides_of(
+                connector.template,
+                name=connector.name,
+                category=connector.category,
+                heartbeat=connector.heartbeat,
+                oauth2=connector.oauth2,
+            )
+        )
+    else:
+        out.update(name=connector.name, category=connector.category)
+        if connector.heartbeat:
+            out["heartbeat"] = connector.heartbeat
+        if connector.oauth2:
+            out["oauth2"] = dict(connector.oauth2)
+    if connector.oauth2:
+        out["oauth2"] = {
+            **out.get("oauth2", {}),
+            "client_id": connector.oauth2["client_id"],
+            **(stored.client_secret_ref or {}),
+        }
+    return out
+
+
 def _connection(connection: StoredConnection) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": connection.name,
@@ -75,6 +98,8 @@ def _connection(connection: StoredConnection) -> dict[str, Any]:
         out["failure_threshold"] = connection.failure_threshold
     if connection.heartbeat and connection.direction is Direction.OUTBOUND:
         out["heartbeat"] = connection.heartbeat
+    if connection.params:
+        out["params"] = connection.params
     if connection.credentials_ref:
         out["credentials"] = connection.credentials_ref
     out["uses"] = [{"kind": use.kind, "name": use.name} for use in connection.uses]

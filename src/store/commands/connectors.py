@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import domain, oauth, records, validation
+from store import domain, library, oauth, records, validation
 from store.commands.base import (
     UNSET,
     Unset,
@@ -47,10 +47,13 @@ async def create_connector(
     name: str,
     category: str,
     heartbeat: Mapping[str, Any],
+    template_name: str | None = None,
     outbound: OutboundPolicy,
 ) -> domain.Connector:
-    """Create a connector with its heartbeat template (which connections may override)."""
+    """Create a connector with its heartbeat template (which connections may override);
+    `template_name`: the library template it was made from (store.library.resolve)."""
     slug = validation.text("slug", slug, MAX_KEY_LENGTH)
+    known_template(template_name)
     name = validation.text("name", name)
     category = validation.text("category", category, MAX_KEY_LENGTH)
     fields = template(heartbeat)
@@ -68,11 +71,25 @@ async def create_connector(
 
     await check()
     row = ConnectorRow(
-        slug=slug, name=name, category=category, heartbeat=fields, created_at=utcnow()
+        slug=slug,
+        name=name,
+        category=category,
+        heartbeat=fields,
+        template=template_name,
+        created_at=utcnow(),
     )
     async with saving(session, check):
         session.add(row)
     return records.connector(row)
+
+
+def known_template(name: str | None) -> str | None:
+    """`name` if the library has such a template (or None for none)."""
+    if name is not None and name not in library.template_names():
+        raise ValidationError(
+            "template", name, f"{name!r} is not a connector template; see connectorTemplates"
+        )
+    return name
 
 
 async def _check_template_users(
@@ -126,6 +143,7 @@ async def update_connector(
     name: str | Unset = UNSET,
     category: str | Unset = UNSET,
     heartbeat: Mapping[str, Any] | Unset = UNSET,
+    template_name: str | Unset | None = UNSET,
     outbound: OutboundPolicy,
 ) -> domain.Connector:
     """Change the given fields; a new template is checked against every outbound connection."""
@@ -138,6 +156,8 @@ async def update_connector(
         values["category"] = validation.text("category", category, MAX_KEY_LENGTH)
     if heartbeat is not UNSET:
         values["heartbeat"] = template(heartbeat)
+    if template_name is not UNSET:
+        values["template"] = known_template(template_name)
 
     async def check() -> ConnectorRow:
         row = await get_row(session, ConnectorRow, connector_id, "connector")
