@@ -89,7 +89,7 @@ class UpdateConnectionInput:
 
 @strawberry.enum(description="How an OAuth2 connection gets its access tokens.")
 class OAuth2Grant(enum.Enum):
-    REFRESH_TOKEN = "refresh_token"
+    REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type, not a secret
     CLIENT_CREDENTIALS = "client_credentials"
 
 
