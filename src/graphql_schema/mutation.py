@@ -4,8 +4,10 @@ refused input comes back as a GraphQL error naming the field, and nothing is hal
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from graphql_schema.check_now import check_now
 from graphql_schema.context import Info
@@ -18,6 +20,7 @@ from graphql_schema.mutation_inputs import (
     CreateConsumerInput,
     CreateUseInput,
     CredentialsInput,
+    OAuth2AppInput,
     StepInput,
     SyncInput,
     UpdateConnectionInput,
@@ -35,10 +38,47 @@ from graphql_schema.types import (
     Use,
 )
 from graphql_schema.writes import camel, given, global_only, invalid, owned, required, write
-from store import commands, domain
-from store.errors import NotFoundError
+from store import commands, domain, library, queries
+from store.commands import UNSET, Unset
+from store.errors import NotFoundError, ValidationError
 
 MAX_LINK_SECONDS = 30 * 86400
+
+
+def _params(value: object) -> dict[str, str]:
+    """`params` as given (null: none); the store checks names and values."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid("params", 'expected an object of "name": "value"')
+    return value
+
+
+def _client_secret(app: OAuth2AppInput | None) -> str | Unset | None:
+    """What the input says of the client secret: a new one, keep (UNSET), or none."""
+    if app is None:
+        return None
+    return UNSET if app.client_secret is strawberry.UNSET else app.client_secret
+
+
+async def _connector_now(session: AsyncSession, connector_id: int) -> domain.Connector:
+    return (await queries.connectors_by_id(session, [connector_id]))[connector_id]
+
+
+def resolve_template(
+    template: str,
+    name: str | None,
+    category: str | None,
+    heartbeat: dict[str, Any],
+    app: dict[str, Any] | None,
+) -> library.ResolvedConnector:
+    """The connector `template` makes with the input's overrides, or a field error."""
+    try:
+        return library.resolve(
+            template, name=name, category=category, heartbeat=heartbeat, oauth2=app
+        )
+    except ValidationError as exc:
+        raise invalid(exc.field, exc.problem) from None
 
 
 @strawberry.type
@@ -79,19 +119,37 @@ class Mutation(TokenMutation):
     async def create_connector(self, info: Info, input: CreateConnectorInput) -> Connector:
         global_only(info, "connectors")
         heartbeat = input.heartbeat.to_dict() if input.heartbeat else {}
-        outbound = info.context.services.guard
-        record = await write(
-            info,
-            lambda s: commands.create_connector(
-                s,
+        app = input.oauth2.app() if input.oauth2 else None
+        name, category = input.name, input.category
+        if input.template is not None:
+            made = resolve_template(input.template, name, category, heartbeat, app)
+            name, category, heartbeat, app = made.name, made.category, made.heartbeat, made.oauth2
+        services = info.context.services
+        secret = _client_secret(input.oauth2)
+        key_ring = services.key_ring() if secret is not UNSET and secret is not None else None
+
+        async def create(session: AsyncSession) -> domain.Connector:
+            record = await commands.create_connector(
+                session,
                 slug=input.slug,
-                name=input.name,
-                category=input.category,
+                name=required(name, "name"),
+                category=required(category, "category"),
                 heartbeat=heartbeat,
-                outbound=outbound,
-            ),
-        )
-        return Connector.from_record(record)
+                template_name=input.template,
+                outbound=services.guard,
+            )
+            if app is not None:
+                await commands.set_connector_oauth2(
+                    session,
+                    record.id,
+                    app=app,
+                    client_secret=secret,
+                    key_ring=key_ring,
+                    outbound=services.guard,
+                )
+            return await _connector_now(session, record.id)
+
+        return Connector.from_record(await write(info, create))
 
     @strawberry.mutation
     async def update_connector(
@@ -107,11 +165,27 @@ class Mutation(TokenMutation):
                 required(values[field], field)
         if "heartbeat" in values:
             values["heartbeat"] = values["heartbeat"].to_dict() if values["heartbeat"] else {}
-        outbound = info.context.services.guard
-        record = await write(
-            info, lambda s: commands.update_connector(s, row_id, outbound=outbound, **values)
-        )
-        return Connector.from_record(record)
+        oauth2 = values.pop("oauth2", UNSET)
+        services = info.context.services
+        secret = _client_secret(oauth2) if oauth2 is not UNSET else UNSET
+        key_ring = services.key_ring() if secret is not UNSET and secret is not None else None
+
+        async def update(session: AsyncSession) -> domain.Connector:
+            record = await commands.update_connector(
+                session, row_id, outbound=services.guard, **values
+            )
+            if oauth2 is not UNSET:
+                await commands.set_connector_oauth2(
+                    session,
+                    record.id,
+                    app=oauth2.app() if oauth2 is not None else None,
+                    client_secret=secret,
+                    key_ring=key_ring,
+                    outbound=services.guard,
+                )
+            return await _connector_now(session, record.id)
+
+        return Connector.from_record(await write(info, update))
 
     @strawberry.mutation
     async def delete_connector(self, info: Info, id: strawberry.ID) -> strawberry.ID:
@@ -141,6 +215,7 @@ class Mutation(TokenMutation):
                 check_interval_seconds=input.check_interval_seconds,
                 failure_threshold=input.failure_threshold,
                 heartbeat=heartbeat,
+                params=_params(input.params),
                 outbound=outbound,
             ),
         )
@@ -156,12 +231,14 @@ class Mutation(TokenMutation):
         row_id = await owned(info, "Connection", id)
         values = given(input)
         for field, value in values.items():
-            if field != "heartbeat":
+            if field not in ("heartbeat", "params"):
                 required(value, camel(field))
         if "connector_id" in values:
             values["connector_id"] = decode_id(values["connector_id"], "Connector")
         if "heartbeat" in values:
             values["heartbeat"] = values["heartbeat"].to_dict() if values["heartbeat"] else {}
+        if "params" in values:
+            values["params"] = _params(values["params"])
         outbound = info.context.services.guard
         record = await write(
             info, lambda s: commands.update_connection(s, row_id, outbound=outbound, **values)

@@ -16,6 +16,29 @@ from store.credentials import CREDENTIAL_FIELDS, CredentialKind
 from store.validation import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
 
 
+@strawberry.input(
+    description="A body that means failure although its status is expected: jsonPath equal "
+    "to `equals`, or bodyRegex; under the given statuses only, if any."
+)
+class FailureRuleInput:
+    reason: domain.FailureReason
+    json_path: str | None = None
+    equals: JSON | None = None
+    body_regex: str | None = None
+    status: list[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {"reason": self.reason.value}
+        if self.json_path is not None:
+            rule["json_path"] = self.json_path
+            rule["equals"] = self.equals
+        if self.body_regex is not None:
+            rule["body_regex"] = self.body_regex
+        if self.status is not None:
+            rule["status"] = list(self.status)
+        return rule
+
+
 @strawberry.input(description="Heartbeat fields; on a connection they override the template.")
 class HeartbeatInput:
     kind: domain.ProbeKind | None = strawberry.UNSET
@@ -26,11 +49,23 @@ class HeartbeatInput:
     body_regex: str | None = strawberry.UNSET
     json_path: str | None = strawberry.UNSET
     json_equals: JSON | None = strawberry.UNSET
+    headers: JSON | None = strawberry.field(
+        default=strawberry.UNSET,
+        description='Non-secret headers, {"Name": "value"}; {params.NAME} and {external_id} '
+        "are filled in per connection.",
+    )
+    body: JSON | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="For POST, PUT and PATCH: a string, or an object sent as JSON.",
+    )
+    failure_when: list[FailureRuleInput] | None = strawberry.UNSET
 
     def to_dict(self) -> dict[str, Any]:
         fields = {k: v for k, v in given(self).items() if v is not None}
         if isinstance(fields.get("kind"), domain.ProbeKind):
             fields["kind"] = fields["kind"].value
+        if "failure_when" in fields:
+            fields["failure_when"] = [rule.to_dict() for rule in fields["failure_when"]]
         return fields
 
 
@@ -48,12 +83,39 @@ class UpdateConsumerInput:
     email: str | None = strawberry.UNSET
 
 
-@strawberry.input
+@strawberry.input(
+    description="A connector's OAuth2 app. With a template, only clientId and clientSecret "
+    "are needed (the template gives the rest). clientSecret is write-only."
+)
+class OAuth2AppInput:
+    client_id: str
+    client_secret: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Write-only; left out: keep the stored one."
+    )
+    token_url: str | None = strawberry.UNSET
+    scopes: list[str] | None = strawberry.UNSET
+    auth_method: str | None = strawberry.UNSET
+
+    def app(self) -> dict[str, Any]:
+        """The app's fields (no secret), as store.oauth names them."""
+        return {
+            key: value
+            for key, value in given(self).items()
+            if key != "client_secret" and value is not None
+        }
+
+
+@strawberry.input(
+    description="A connector; with `template`, name, category, heartbeat and the OAuth2 app "
+    "start from the library's (Query.connectorTemplates) and what is given overrides them."
+)
 class CreateConnectorInput:
     slug: str
-    name: str
-    category: str
+    name: str | None = None
+    category: str | None = None
     heartbeat: HeartbeatInput | None = None
+    template: str | None = None
+    oauth2: OAuth2AppInput | None = None
 
 
 @strawberry.input
@@ -62,6 +124,9 @@ class UpdateConnectorInput:
     name: str | None = strawberry.UNSET
     category: str | None = strawberry.UNSET
     heartbeat: HeartbeatInput | None = strawberry.UNSET
+    oauth2: OAuth2AppInput | None = strawberry.field(
+        default=strawberry.UNSET, description="null removes the OAuth2 app."
+    )
 
 
 @strawberry.input
@@ -74,6 +139,9 @@ class CreateConnectionInput:
     check_interval_seconds: int = DEFAULT_CHECK_INTERVAL_SECONDS
     failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
     heartbeat: HeartbeatInput | None = None
+    params: JSON | None = strawberry.field(
+        default=None, description='Values of the heartbeat\'s {params.NAME}: {"name": "value"}.'
+    )
 
 
 @strawberry.input
@@ -85,6 +153,7 @@ class UpdateConnectionInput:
     check_interval_seconds: int | None = strawberry.UNSET
     failure_threshold: int | None = strawberry.UNSET
     heartbeat: HeartbeatInput | None = strawberry.UNSET
+    params: JSON | None = strawberry.UNSET
 
 
 @strawberry.enum(description="How an OAuth2 connection gets its access tokens.")

@@ -24,6 +24,7 @@ from graphql_schema.inputs import (
     sync_filter,
 )
 from graphql_schema.overview import Overview
+from graphql_schema.templates import TemplateQuery
 from graphql_schema.tokens import TokenQuery
 from graphql_schema.types import (
     ConnectionNode,
@@ -89,7 +90,7 @@ async def _listed(
 
 
 @strawberry.type
-class Query(TokenQuery):
+class Query(TokenQuery, TemplateQuery):
     @strawberry.field(description="The overview page: consumers, connections, connectors, syncs.")
     async def overview(self, info: Info) -> Overview:
         scope = info.context.viewer.consumers()

@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from datetime import datetime
 
 import strawberry
+from strawberry.scalars import JSON
 
 from graphql_schema import relay
 from graphql_schema.batching import First, nested, now_or_later
@@ -71,7 +72,29 @@ class InstanceHealth:
         )
 
 
-@strawberry.type(description="The effective heartbeat: the connector's template with overrides.")
+@strawberry.type(description="A body that means failure although its status is expected.")
+class FailureRule:
+    reason: domain.FailureReason
+    json_path: str | None
+    equals: JSON | None
+    body_regex: str | None
+    status: list[int] = strawberry.field(description="Empty: under any status.")
+
+    @classmethod
+    def from_record(cls, rule: domain.FailureRule) -> FailureRule:
+        return cls(
+            reason=rule.reason,
+            json_path=rule.json_path,
+            equals=rule.equals,
+            body_regex=rule.body_regex,
+            status=list(rule.statuses),
+        )
+
+
+@strawberry.type(
+    description="The effective heartbeat: the connector's template with overrides, its "
+    "placeholders filled with the connection's values."
+)
 class Heartbeat:
     kind: domain.ProbeKind
     method: str
@@ -79,6 +102,18 @@ class Heartbeat:
     expected_status: list[int]
     timeout_seconds: float
     has_credentials: bool
+    headers: JSON = strawberry.field(description="Sent with every check (never a secret).")
+    body: str | None
+    failure_when: list[FailureRule]
+
+
+@strawberry.type(description="A connector's OAuth2 app (its client secret is write-only).")
+class OAuth2App:
+    token_url: str
+    client_id: str
+    scopes: list[str]
+    auth_method: str
+    has_client_secret: bool
 
 
 @strawberry.type(description="A customer account that owns connections.")
@@ -159,14 +194,29 @@ class Connector(relay.Node):
     slug: str
     name: str
     category: str
+    template: str | None = strawberry.field(
+        description="The library template it was made from (Query.connectorTemplates)."
+    )
+    oauth2: OAuth2App | None
 
     @classmethod
     def from_record(cls, record: domain.Connector) -> Connector:
+        app = record.oauth2
         return cls(
             _row_id=record.id,
             slug=record.slug,
             name=record.name,
             category=record.category,
+            template=record.template,
+            oauth2=None
+            if app is None
+            else OAuth2App(
+                token_url=app["token_url"],
+                client_id=app["client_id"],
+                scopes=list(app.get("scopes", [])),
+                auth_method=app.get("auth_method", "client_secret_basic"),
+                has_client_secret=record.has_client_secret,
+            ),
         )
 
     @strawberry.field
@@ -261,6 +311,10 @@ class ConnectionNode(relay.Node):
             next_check_at=record.next_check_at,
             _record=record,
         )
+
+    @strawberry.field(description="Values of the heartbeat's {params.NAME} placeholders.")
+    def params(self) -> JSON:
+        return JSON(dict(self._record.params))
 
     # The fields below resolve synchronously when the page primed their loaders
     # (`prime_connection_page`), lazily otherwise; `graphql_type` keeps the SDL as it was.
@@ -368,7 +422,9 @@ class ConnectionNode(relay.Node):
         consumer = await info.context.loaders.consumer.load(record.consumer_id)
         assert connector is not None
         assert consumer is not None
-        spec = to_spec(merge(connector.heartbeat, record.heartbeat), consumer.external_id)
+        spec = to_spec(
+            merge(connector.heartbeat, record.heartbeat), consumer.external_id, record.params
+        )
         return Heartbeat(
             kind=spec.kind,
             method=spec.method,
@@ -376,6 +432,9 @@ class ConnectionNode(relay.Node):
             expected_status=list(spec.expected_status),
             timeout_seconds=spec.timeout_seconds,
             has_credentials=record.has_credentials,
+            headers=JSON(dict(spec.headers)),
+            body=spec.body,
+            failure_when=[FailureRule.from_record(rule) for rule in spec.failure_when],
         )
 
 

@@ -22,6 +22,7 @@ from healthgraph.catalog.spec import CatalogSpec, load_catalog_file
 from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError, SettingsError
 from healthgraph.keys import add_key_to_file, retire_old_keys
+from healthgraph.library_listing import connector_library_text
 from healthgraph.logs import configure_logging
 from healthgraph.runtime import RuntimeTuning
 from healthgraph.settings import Settings, load_settings
@@ -81,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write the catalog as YAML (no secrets)")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
 
+    connectors = commands.add_parser("connectors", help="the connector library")
+    connectors_commands = connectors.add_subparsers(
+        dest="connectors_command", required=True, metavar="ACTION"
+    )
+    listing = connectors_commands.add_parser(
+        "list", help="the real SaaS APIs a catalog connector can name as its template"
+    )
+    listing.add_argument("--category", help="only this category (accounting, crm, ...)")
+    listing.add_argument("--json", action="store_true", help="as JSON, with every field")
+
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_commands.add_parser("create", help="create a token and print it (only once)")
@@ -135,6 +146,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         case "apply":
             spec = load_catalog_file(args.file)
             return asyncio.run(_apply(settings, spec, str(args.file), args.prune, args.dry_run))
+        case "connectors":
+            print(connector_library_text(args.category, as_json=args.json), end="")
+            return EXIT_OK
         case "token":
             match args.token_command:
                 case "list":
