@@ -88,9 +88,10 @@ async def request_token(
     *,
     grant_type: str,
     refresh_token: str | None = None,
+    timeout_seconds: float = TOKEN_TIMEOUT_SECONDS,
 ) -> TokenAnswer | TokenRefusal:
     """Ask `client.token_url` for an access token with the refresh token or the client's own
-    credentials."""
+    credentials, within `timeout_seconds`."""
     secrets = [client.client_secret, _basic(client).removeprefix("Basic ")]
     if refresh_token:
         secrets.append(refresh_token)
@@ -104,7 +105,7 @@ async def request_token(
     host = urlsplit(client.token_url).hostname or endpoint.host
     headers, form = _form(client, grant_type, refresh_token)
     try:
-        async with asyncio.timeout(TOKEN_TIMEOUT_SECONDS):
+        async with asyncio.timeout(timeout_seconds):
             context.guard.check_literal(endpoint.host)
             response = await context.clients.session().post(
                 URL(client.token_url), headers=headers, data=form, allow_redirects=False
@@ -115,7 +116,7 @@ async def request_token(
             finally:
                 response.release()
     except Exception as exc:  # the endpoint's fault: a result, never an exception
-        reason, message = explain(exc, endpoint.host, endpoint.port, TOKEN_TIMEOUT_SECONDS)
+        reason, message = explain(exc, endpoint.host, endpoint.port, timeout_seconds)
         return TokenRefusal(reason, clip(scrub(f"token endpoint: {message}")))
     return _answer(status, body, host, scrub)
 
@@ -125,8 +126,8 @@ def _answer(status: int, body: bytes, host: str, scrub: Redactor) -> TokenAnswer
         document: Any = json.loads(body)
     except (ValueError, RecursionError):
         document = None
-    if status == 200 and isinstance(document, dict):
-        access_token = document.get("access_token")
+    if status == 200:
+        access_token = document.get("access_token") if isinstance(document, dict) else None
         if isinstance(access_token, str) and access_token:
             return TokenAnswer(
                 access_token=access_token,
