@@ -559,3 +559,136 @@ async def test_apply_refuses_a_secret_with_control_characters(db: Database, valu
     ]
     assert value.strip() not in str(refused.value)
     assert await snapshot(db) == before
+
+
+# --- OAuth2, library templates and params ------------------------------------------------------
+
+OAUTH = textwrap.dedent(
+    """\
+    connectors:
+      - slug: books
+        template: xero
+        oauth2: {client_id: app-1, client_secret_env: XERO_SECRET}
+        heartbeat: {timeout_seconds: 5}
+    consumers:
+      - external_id: acme
+        name: Acme Corp
+        connections:
+          - name: Acme Xero
+            connector: books
+            params: {tenant_id: 7f3c-tenant}
+            credentials: {kind: oauth2, refresh_token_env: ACME_SEED}
+    """
+)
+
+
+async def _grant(db: Database, ring: KeyRing) -> tuple[int, str | None, str | None]:
+    from store import oauth
+
+    async with db.sessions() as session:
+        row = await session.scalar(select(ConnectionRow).where(ConnectionRow.name == "Acme Xero"))
+        assert row is not None
+        grant = await oauth.load_grant(session, row.id, ring)
+    assert grant is not None
+    return grant.generation, grant.refresh_token, grant.seed_digest
+
+
+async def test_a_template_connector_with_oauth2_round_trips_and_a_reapply_keeps_rotated_tokens(
+    db: Database,
+) -> None:
+    from store import oauth
+
+    ring = KeyRing([generate_key()])
+    environ = {"XERO_SECRET": "client-secret-x", "ACME_SEED": "seed-token-1"}
+    first = await apply_text(db, OAUTH, key_ring=ring, environ=environ)
+    assert first.changes == [
+        "created connector 'books'",
+        "created consumer 'acme'",
+        "created connection acme/'Acme Xero'",
+    ]
+    assert await _grant(db, ring) == (1, "seed-token-1", oauth.seed_digest("seed-token-1"))
+
+    # The provider rotated the token since: a re-apply of the same seed must not put it back.
+    async with db.sessions.begin() as session:
+        row = await session.scalar(select(ConnectionRow).where(ConnectionRow.name == "Acme Xero"))
+        assert row is not None
+        assert await oauth.take_refresh_lease(
+            session, row.id, holder="worker", now=datetime.now(UTC)
+        )
+        assert await oauth.save_refreshed_tokens(
+            session,
+            row.id,
+            holder="worker",
+            used_generation=1,
+            refresh_token="rotated-2",
+            access_token="access-2",
+            access_token_expires_at=None,
+            refresh_token_expires_at=None,
+            now=datetime.now(UTC),
+            key_ring=ring,
+        )
+    assert (await apply_text(db, OAUTH, key_ring=ring, environ=environ)).changes == []
+    assert (await _grant(db, ring))[:2] == (2, "rotated-2")
+
+    # Exported, it is the file again (the template's fields left out), and applies to nothing.
+    exported, _ = await snapshot(db)
+    assert exported["connectors"] == [
+        {
+            "slug": "books",
+            "template": "xero",
+            "heartbeat": {"timeout_seconds": 5},
+            "oauth2": {"client_id": "app-1", "client_secret_env": "XERO_SECRET"},
+        }
+    ]
+    assert exported["consumers"][0]["connections"][0] == {
+        "name": "Acme Xero",
+        "connector": "books",
+        "direction": "outbound",
+        "state": "active",
+        "params": {"tenant_id": "7f3c-tenant"},
+        "credentials": {"kind": "oauth2", "refresh_token_env": "ACME_SEED"},
+        "uses": [],
+    }
+    text = dump_yaml(exported)
+    assert "rotated-2" not in text and "client-secret-x" not in text and "seed-token" not in text
+    assert (await apply_text(db, text, key_ring=ring, environ=environ)).changes == []
+
+    # A new seed (the consumer reconnected) replaces the token.
+    environ["ACME_SEED"] = "seed-token-2"
+    assert (await apply_text(db, OAUTH, key_ring=ring, environ=environ)).changes == [
+        "updated connection acme/'Acme Xero': credentials"
+    ]
+    assert (await _grant(db, ring))[:2] == (3, "seed-token-2")
+
+
+async def test_template_params_and_oauth2_problems_are_named(db: Database) -> None:
+    ring = KeyRing([generate_key()])
+    environ = {"XERO_SECRET": "s", "ACME_SEED": "seed"}
+    unknown = edit(OAUTH, "template: xero", "template: xerox")
+    with pytest.raises(CatalogError) as caught:
+        await apply_text(db, unknown, key_ring=ring, environ=environ)
+    assert list(caught.value.problems) == [
+        "catalog.yaml: connectors[0].template: 'xerox' is not a connector template; "
+        "see `healthgraph connectors list`"
+    ]
+    missing_param = edit(OAUTH, "        params: {tenant_id: 7f3c-tenant}\n", "")
+    before = await snapshot(db)
+    with pytest.raises(CatalogError) as caught:
+        await apply_text(db, missing_param, key_ring=ring, environ=environ)
+    assert list(caught.value.problems) == [
+        "catalog.yaml: consumers[0].connections[0].params.tenant_id: is required: the "
+        "heartbeat uses {params.tenant_id}"
+    ]
+    inline = edit(OAUTH, "client_secret_env: XERO_SECRET", "client_secret: hunter2")
+    with pytest.raises(CatalogError) as caught:
+        await apply_text(db, inline, key_ring=ring, environ=environ)
+    assert list(caught.value.problems) == [
+        "catalog.yaml: connectors[0].oauth2.client_secret: unknown key; expected one of "
+        "client_id, token_url, scopes, auth_method, client_secret_env, client_secret_file",
+        "catalog.yaml: connectors[0].oauth2.client_secret: secrets are never written inline; "
+        "use client_secret_env or client_secret_file",
+        "catalog.yaml: connectors[0].oauth2: give exactly one of client_secret_env or "
+        "client_secret_file",
+    ]
+    assert "hunter2" not in str(caught.value)
+    assert await snapshot(db) == before

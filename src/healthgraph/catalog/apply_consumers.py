@@ -88,6 +88,7 @@ async def _connection(
                 check_interval_seconds=connection.check_interval_seconds,
                 failure_threshold=connection.failure_threshold,
                 heartbeat=connection.heartbeat,
+                params=connection.params,
                 outbound=applier.outbound,
             ),
         )
@@ -119,12 +120,14 @@ async def _update_connection(
             "check_interval_seconds": connection.check_interval_seconds,
             "failure_threshold": connection.failure_threshold,
             "heartbeat": connection.heartbeat,
+            "params": connection.params,
         },
         {
             "direction": current.direction,
             "check_interval_seconds": current.check_interval_seconds,
             "failure_threshold": current.failure_threshold,
             "heartbeat": current.heartbeat,
+            "params": current.params,
         },
     )
     if connection.connector != current.connector_slug:
