@@ -192,6 +192,21 @@ async def _trickle(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _echo_body(request: web.Request) -> web.Response:
+    """What the request sent: its content type and body."""
+    return web.json_response(
+        {"content_type": request.headers.get("Content-Type"), "body": await request.text()}
+    )
+
+
+async def _slack(request: web.Request) -> web.Response:
+    """Slack's auth.test: 200 whatever happened, the outcome in the body (`?error=` picks it)."""
+    error = request.query.get("error")
+    if error:
+        return web.json_response({"ok": False, "error": error})
+    return web.json_response({"ok": True, "team": "Acme"})
+
+
 def make_app(seen: list[Seen]) -> web.Application:
     @web.middleware
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -219,6 +234,8 @@ def make_app(seen: list[Seen]) -> web.Application:
     app.router.add_get("/redirect-loop", _redirect_loop)
     app.router.add_get("/huge", _huge)
     app.router.add_get("/trickle", _trickle)
+    app.router.add_route("*", "/echo-body", _echo_body)
+    app.router.add_get("/slack", _slack)
     return app
 
 

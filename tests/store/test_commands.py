@@ -1353,3 +1353,163 @@ async def test_unique_race_lost_at_flush_gives_the_checks_message(
     )
     assert unchanged.name == "Acme QuickBooks"
     assert calls == ["name", "name"]
+
+
+# --- params and OAuth2 -------------------------------------------------------------------------
+
+
+async def test_connection_params_fill_the_template_and_are_checked_as_it_will_be_probed(
+    db: Database, ids: dict[str, int]
+) -> None:
+    template = {"kind": "http", "url": "https://{params.subdomain}.tickets.example/api/me"}
+    tickets = await _run(
+        db,
+        lambda s: commands.create_connector(
+            s,
+            slug="tickets",
+            name="Tickets",
+            category="ticketing",
+            heartbeat=template,
+            outbound=OUTBOUND,
+        ),
+    )
+    missing = await _refused(
+        db,
+        lambda s: commands.create_connection(
+            s,
+            consumer_id=ids["acme"],
+            connector_id=tickets.id,
+            name="Acme tickets",
+            outbound=OUTBOUND,
+        ),
+    )
+    assert str(missing) == ("params.subdomain: is required: the heartbeat uses {params.subdomain}")
+    blocked = await _refused(
+        db,
+        lambda s: commands.create_connection(
+            s,
+            consumer_id=ids["acme"],
+            connector_id=tickets.id,
+            name="Acme tickets",
+            params={"subdomain": "127.0.0.1"},
+            heartbeat={"url": "http://{params.subdomain}:9/"},
+            outbound=OUTBOUND,
+        ),
+    )
+    # The URL the params make is judged, not the template's.
+    assert str(blocked) == (
+        "heartbeat.url: refused 127.0.0.1 (a loopback address); if it is a trusted internal "
+        "target, add it to HEALTHGRAPH_ALLOW_TARGETS"
+    )
+    made = await _run(
+        db,
+        lambda s: commands.create_connection(
+            s,
+            consumer_id=ids["acme"],
+            connector_id=tickets.id,
+            name="Acme tickets",
+            params={"subdomain": "acme"},
+            outbound=OUTBOUND,
+        ),
+    )
+    assert made.params == {"subdomain": "acme"}
+    # New params are new probe settings: checked at once.
+    async with db.sessions.begin() as session:
+        row = await session.get(ConnectionRow, made.id)
+        assert row is not None
+        row.next_check_at = datetime.now(UTC) + timedelta(days=1)
+    changed = await _run(
+        db,
+        lambda s: commands.update_connection(
+            s, made.id, params={"subdomain": "acme-eu"}, outbound=OUTBOUND
+        ),
+    )
+    assert changed.params == {"subdomain": "acme-eu"}
+    assert changed.next_check_at is not None and changed.next_check_at <= datetime.now(UTC)
+
+
+async def test_oauth2_apps_and_credentials_are_refused_when_they_cannot_work(
+    db: Database, ids: dict[str, int]
+) -> None:
+    ring = KeyRing([generate_key()])
+    no_app = await _refused(
+        db,
+        lambda s: commands.set_connection_credentials(
+            s, ids["acme_qb"], secret={"kind": "oauth2", "refresh_token": CANARY}, key_ring=ring
+        ),
+    )
+    assert str(no_app) == (
+        "credentials.kind: connector 'quickbooks' has no OAuth2 app; give it one first "
+        "(oauth2: token_url, client_id, client secret)"
+    )
+    app = {"token_url": "https://oauth.example/token", "client_id": "app"}
+    for bad, message in (
+        (
+            {**app, "auth_method": "digest"},
+            "oauth2.auth_method: must be one of client_secret_basic, client_secret_post",
+        ),
+        ({"client_id": "app"}, "oauth2.token_url: is required: the token endpoint"),
+        (
+            {**app, "token_url": "http://169.254.169.254/token"},
+            "oauth2.token_url: refused 169.254.169.254 (the cloud metadata address (link-local)); if it is a trusted internal target, add it to HEALTHGRAPH_ALLOW_TARGETS",
+        ),
+        (
+            {**app, "scopes": "read write"},
+            "oauth2.scopes: must be a list of at most 50 scope names",
+        ),
+    ):
+        error = await _refused(
+            db,
+            lambda s, bad=bad: commands.set_connector_oauth2(
+                s,
+                ids["quickbooks"],
+                app=bad,
+                client_secret=CANARY,
+                key_ring=ring,
+                outbound=OUTBOUND,
+            ),
+        )
+        assert str(error) == message
+        assert CANARY not in str(error)
+    no_ring = await _refused(
+        db,
+        lambda s: commands.set_connector_oauth2(
+            s, ids["quickbooks"], app=app, client_secret=CANARY, key_ring=None, outbound=OUTBOUND
+        ),
+    )
+    assert str(no_ring) == (
+        "oauth2.client_secret: cannot be stored: no credential key is configured "
+        "(HEALTHGRAPH_SECRET_KEYS)"
+    )
+    assert await _run(
+        db,
+        lambda s: commands.set_connector_oauth2(
+            s, ids["quickbooks"], app=app, client_secret=CANARY, key_ring=ring, outbound=OUTBOUND
+        ),
+    )
+    await _run(
+        db,
+        lambda s: commands.set_connection_credentials(
+            s, ids["acme_qb"], secret={"kind": "oauth2", "refresh_token": CANARY}, key_ring=ring
+        ),
+    )
+    in_use = await _refused(
+        db,
+        lambda s: commands.set_connector_oauth2(
+            s, ids["quickbooks"], app=None, key_ring=ring, outbound=OUTBOUND
+        ),
+        ConflictError,
+    )
+    assert str(in_use) == (
+        "connector 'quickbooks' has 1 connection with OAuth2 credentials; set them other "
+        "credentials first"
+    )
+    # Nothing secret is readable back: the record says only that there is a secret.
+    connector = (await _run(db, lambda s: queries.connectors_by_id(s, [ids["quickbooks"]])))[
+        ids["quickbooks"]
+    ]
+    assert (connector.oauth2, connector.has_client_secret) == (
+        {**app, "scopes": [], "auth_method": "client_secret_basic"},
+        True,
+    )
+    assert CANARY not in repr(connector)
