@@ -46,6 +46,23 @@ COMPANIES = [
 ]
 # Which demo endpoint a connection's heartbeat calls, by position: mostly healthy.
 BEHAVIOUR = ["healthy"] * 6 + ["failing", "slow", "flapping", "unauthorized"]
+# Consumers that connected QuickBooks through the demo's own OAuth2 provider (healthgraph/demo/
+# oauth.py), each with a grant seeded from DEMO_OAUTH_SEED_<n>; the demo revokes the last one.
+OAUTH_CONSUMERS = 4
+OAUTH_CONNECTOR = {
+    "slug": "quickbooks-oauth",
+    "template": "quickbooks",
+    "name": "QuickBooks Online (OAuth2)",
+    "heartbeat": {
+        "url": f"{BASE}/demo/oauth/v3/company/{{params.realm_id}}/companyinfo/{{params.realm_id}}",
+        "timeout_seconds": 5,
+    },
+    "oauth2": {
+        "client_id": "healthgraph-demo",
+        "token_url": f"{BASE}/demo/oauth/token",
+        "client_secret_env": "DEMO_OAUTH_CLIENT_SECRET",
+    },
+}
 USE_KINDS = [
     ("hypersync", "Hypersyncs"),
     ("task_integration", "Task integrations"),
@@ -73,6 +90,7 @@ def main() -> None:
         }
         for slug, name, category in CONNECTORS
     ]
+    connectors.append(OAUTH_CONNECTOR)
     consumers = []
     n = 0
     for index, company in enumerate(COMPANIES):
@@ -115,6 +133,22 @@ def main() -> None:
                     )
                 connection["uses"] = uses
                 connections.append(connection)
+        if index < OAUTH_CONSUMERS:
+            connections.append(
+                {
+                    "name": f"{company} QuickBooks (OAuth2)",
+                    "connector": OAUTH_CONNECTOR["slug"],
+                    "direction": "outbound",
+                    "state": "active",
+                    "check_interval_seconds": 60,
+                    "params": {"realm_id": f"9130{index + 1:04d}"},
+                    "credentials": {
+                        "kind": "oauth2",
+                        "refresh_token_env": f"DEMO_OAUTH_SEED_{index + 1}",
+                    },
+                    "uses": [{"kind": "hypersync", "name": "Invoices from QuickBooks"}],
+                }
+            )
         consumer["connections"] = connections
         consumers.append(consumer)
     ids = [c["external_id"] for c in consumers]

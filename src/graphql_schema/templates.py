@@ -21,7 +21,7 @@ class TemplateAuth:
     token_url: str | None
     scopes: list[str]
     auth_method: str | None
-    grant: str | None
+    grant_type: str | None = strawberry.field(description="refresh_token or client_credentials.")
     rotates_refresh_token: bool
     header_or_parameter: str | None = strawberry.field(
         description="Where an API key goes (a header or query parameter name), if not the "
@@ -56,7 +56,7 @@ class ConnectorTemplate:
                 token_url=app.get("token_url"),
                 scopes=list(app.get("scopes", [])),
                 auth_method=app.get("auth_method"),
-                grant=app.get("grant"),
+                grant_type=app.get("grant"),
                 rotates_refresh_token=template.rotates_refresh_token,
                 header_or_parameter=template.credential_name,
                 docs=template.token_docs,

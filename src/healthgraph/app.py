@@ -26,8 +26,9 @@ from healthgraph.catalog.apply import apply_catalog
 from healthgraph.consumer_page import consumer_page
 from healthgraph.csv_export import consumers_csv
 from healthgraph.database import Database, connect, ensure_schema
-from healthgraph.demo import activity, demo_catalog
+from healthgraph.demo import activity, demo_catalog, demo_environ, without_secrets
 from healthgraph.demo.endpoints import demo_routes
+from healthgraph.demo.oauth import DemoOAuthProvider
 from healthgraph.errors import SettingsError
 from healthgraph.graphiql import graphiql_assets
 from healthgraph.graphql_app import AccessPolicy, Authenticated, HealthgraphGraphQL
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         settings = replace(settings, allow_targets=(*settings.allow_targets, *LOOPBACK))
     database = connect(settings.database_url)
     services = _services(settings)
+    provider = DemoOAuthProvider()
     registry = service_registry()
     self_metrics = SelfMetrics(registry)
     services.check_observer = self_metrics
@@ -97,7 +99,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
         try:
             await ensure_schema(database)
             if demo:
-                await load_demo(database, settings)
+                await load_demo(database, settings, services.credentials_key_ring, provider)
             await services.broadcaster.start()
             async with ProbeContext.create(allow=settings.allow_targets) as probe_context:
                 services.probe_context = probe_context
@@ -113,7 +115,9 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
                     if demo and scheduler:
                         # The remote sides act only when the service runs checks too, so a
                         # demo without the scheduler (the tests') stays as the catalog says.
-                        await running.enter_async_context(_demo_activity(database, services))
+                        await running.enter_async_context(
+                            _demo_activity(database, services, provider)
+                        )
                     tuning.started()
                     try:
                         yield
@@ -184,7 +188,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     if settings.graphiql:
         routes.append(graphiql_assets())
     if demo:
-        routes += demo_routes()
+        routes += demo_routes() + provider.routes()
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.database = database
     app.state.settings = settings
@@ -193,9 +197,11 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
 
 
 @asynccontextmanager
-async def _demo_activity(database: Database, services: Services) -> AsyncIterator[None]:
+async def _demo_activity(
+    database: Database, services: Services, provider: DemoOAuthProvider
+) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(activity.simulate(database, services.broadcaster, stop))
+    task = asyncio.create_task(activity.simulate(database, services.broadcaster, stop, provider))
     try:
         yield
     finally:
@@ -289,13 +295,27 @@ def _services(settings: Settings) -> Services:
     )
 
 
-async def load_demo(database: Database, settings: Settings) -> None:
+async def load_demo(
+    database: Database,
+    settings: Settings,
+    key_ring: KeyRing | None,
+    provider: DemoOAuthProvider,
+) -> None:
+    """Apply the demo catalog; its OAuth2 connections get fresh grants of `provider` (left out,
+    said in the log, when no key ring can encrypt them)."""
+    spec = demo_catalog(settings.base_url)
+    if key_ring is None:
+        log.warning(
+            "demo: OAuth2 connections left out: no credential key (HEALTHGRAPH_SECRET_KEYS)"
+        )
+        spec = without_secrets(spec)
     async with database.sessions.begin() as session:
         report = await apply_catalog(
             session,
-            demo_catalog(settings.base_url),
+            spec,
             "demo catalog",
-            None,
+            key_ring,
             outbound=AddressGuard(settings.allow_targets),
+            environ=demo_environ(provider),
         )
     log.info("demo catalog: %s", report.summary())

@@ -62,16 +62,23 @@ async def test_demo_serves_its_targets_and_loads_its_catalog(tmp_path: Path) -> 
             for name in ("healthy", "failing", "unauthorized")
         }
         flapping = (await client.get("/demo/flapping/acme")).status_code
+        no_client = await client.post("/demo/oauth/token", data={"grant_type": "refresh_token"})
         from store import queries
 
         async with app.state.database.sessions() as session:
             overview = await queries.overview(session)
     assert statuses == {"healthy": 200, "failing": 500, "unauthorized": 401}
     assert flapping in (200, 503)
-    assert (overview.consumers, len(overview.connectors), len(overview.syncs)) == (25, 8, 3)
+    assert (no_client.status_code, no_client.json()) == (
+        401,
+        {"error": "invalid_client", "error_description": "client authentication failed"},
+    )
+    # The OAuth2 connector and four connections through the demo's provider: the SQLite file's
+    # generated key can encrypt their grants.
+    assert (overview.consumers, len(overview.connectors), len(overview.syncs)) == (25, 9, 3)
     assert (
         overview.active_connections + overview.pending_connections + overview.failed_connections
-        == 50
+        == 54
     )
 
 

@@ -13,7 +13,8 @@ from healthgraph.catalog.apply import ApplyReport, apply_catalog
 from healthgraph.catalog.export import dump_yaml, export_catalog
 from healthgraph.catalog.spec import parse_catalog
 from healthgraph.database import Database
-from healthgraph.demo import demo_catalog
+from healthgraph.demo import demo_catalog, demo_environ
+from healthgraph.demo.oauth import DemoOAuthProvider
 from healthgraph.errors import CatalogError
 from store.crypto import KeyRing, generate_key
 from store.domain import ConnectionState
@@ -227,16 +228,24 @@ def parse_yaml(text: str) -> Any:
 
 async def test_export_then_apply_round_trips_the_demo_catalog(db: Database) -> None:
     await apply_text(db, "{}")
+    ring = KeyRing([generate_key()])
+    environ = demo_environ(DemoOAuthProvider())
     async with db.sessions.begin() as session:
         await apply_catalog(
-            session, demo_catalog("http://127.0.0.1:8000"), "demo", None, outbound=LOOPBACK_OUTBOUND
+            session,
+            demo_catalog("http://127.0.0.1:8000"),
+            "demo",
+            ring,
+            outbound=LOOPBACK_OUTBOUND,
+            environ=environ,
         )
     exported_once, counts_once = await snapshot(db)
     text = dump_yaml(exported_once)
     assert "$DEMO_BASE_URL" not in text
+    assert not any(secret in text for secret in environ.values())
 
-    assert (await apply_text(db, text)).changes == []
-    assert (await apply_text(db, text, prune=True)).changes == []
+    assert (await apply_text(db, text, key_ring=ring, environ=environ)).changes == []
+    assert (await apply_text(db, text, prune=True, key_ring=ring, environ=environ)).changes == []
     assert await snapshot(db) == (exported_once, counts_once)
 
 
@@ -257,7 +266,19 @@ def test_demo_catalog_meets_the_brief() -> None:
     }
     for behaviour in ("failing", "slow", "flapping", "unauthorized"):
         assert f"http://127.0.0.1:8000/demo/{behaviour}/" in urls
-    assert all("http://127.0.0.1:8000/demo/healthy/" in c.heartbeat["url"] for c in spec.connectors)
+    plain = [c for c in spec.connectors if c.template is None]
+    assert all("http://127.0.0.1:8000/demo/healthy/" in c.heartbeat["url"] for c in plain)
+    (oauth_connector,) = (c for c in spec.connectors if c.template is not None)
+    assert (oauth_connector.template, oauth_connector.oauth2) == (
+        "quickbooks",
+        {
+            "token_url": "http://127.0.0.1:8000/demo/oauth/token",
+            "scopes": ["com.intuit.quickbooks.accounting"],
+            "auth_method": "client_secret_basic",
+            "client_id": "healthgraph-demo",
+        },
+    )
+    assert sum(1 for c in connections if c.connector == oauth_connector.slug) == 4
     assert len(spec.syncs) == 3
     stuck_at = {
         next((step.value for step, done in a.steps if not done), "ACTIVE")

@@ -11,6 +11,7 @@ import contextlib
 from datetime import UTC, datetime
 
 from healthgraph.database import Database
+from healthgraph.demo.oauth import DemoOAuthProvider
 from store import commands, queries
 from store.domain import ConnectionState, Direction
 from store.events import Broadcaster
@@ -21,6 +22,7 @@ PERIOD_SECONDS = 10.0
 SILENT_EVERY = 4  # every 4th inbound connection never calls in: MISSED_HEARTBEAT
 FAILING_EVERY = 6  # every 6th use fails: the connection is up, the use is not (seed 1)
 USE_ERROR = "requested a resource that does not exist"
+REVOKE_AFTER_ROUNDS = 3  # the revoked grant shows green first, then FAILED with AUTH
 
 
 async def report_once(database: Database, broadcaster: Broadcaster) -> None:
@@ -43,9 +45,19 @@ async def report_once(database: Database, broadcaster: Broadcaster) -> None:
     await broadcaster.publish(calling)
 
 
-async def simulate(database: Database, broadcaster: Broadcaster, stop: asyncio.Event) -> None:
-    """Report every PERIOD_SECONDS until `stop` is set."""
+async def simulate(
+    database: Database,
+    broadcaster: Broadcaster,
+    stop: asyncio.Event,
+    provider: DemoOAuthProvider | None = None,
+) -> None:
+    """Report every PERIOD_SECONDS until `stop` is set; after REVOKE_AFTER_ROUNDS, the last
+    consumer that connected through the demo's OAuth2 provider disconnects the app there."""
+    rounds = 0
     while not stop.is_set():
         await report_once(database, broadcaster)
+        rounds += 1
+        if provider is not None and rounds == REVOKE_AFTER_ROUNDS and provider.seeds:
+            provider.revoke(provider.seeds[-1])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), PERIOD_SECONDS)

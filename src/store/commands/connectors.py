@@ -266,9 +266,9 @@ async def set_connector_oauth2(
                 "OAuth2 credentials; set them other credentials first",
             )
         secret = None
-    else:
-        await check_targets(outbound, [("oauth2.token_url", cleaned["token_url"])])
     changed = row.oauth2 != cleaned
+    if cleaned is not None and changed:
+        await check_targets(outbound, [("oauth2.token_url", cleaned["token_url"])])
     if secret is not UNSET:
         stored = row.oauth2_client_secret_ciphertext
         if secret is None:
