@@ -129,7 +129,7 @@ async def demo(database_url: str) -> AsyncIterator[Server]:
     settings = Settings(database_url=database_url, port=port, secret_keys=(generate_key(),))
     app = create_app(settings, demo=True)
     async with running(app, port) as base_url:
-        yield Server(base_url, app.state.database, app.state.services)
+        yield Server(base_url, app.state.database, app.state.services, app.state.demo_oauth)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from gql.transport.httpx import HTTPXAsyncTransport
 
 from graphql_schema.context import Services
 from healthgraph.database import Database
+from healthgraph.demo.oauth import DemoOAuthProvider
 from store.domain import TokenScope
 from store.tokens import create_token
 
@@ -22,6 +23,7 @@ class Server:
     base_url: str
     database: Database
     services: Services | None = None  # the app's, where the test started the app itself
+    demo_oauth: DemoOAuthProvider | None = None  # the demo's own OAuth2 provider
 
     async def token(self, scope: TokenScope = TokenScope.READ, consumer: str | None = None) -> str:
         async with self.database.sessions.begin() as session:

@@ -77,6 +77,13 @@ class OAuthProvider:
         """The consumer disconnected the app at the provider."""
         grant.revoked = True
 
+    def issued(self) -> set[str]:
+        """Every token it ever handed out or was seeded with (none may leak)."""
+        tokens = set(self._access)
+        for grant in self.grants.values():
+            tokens |= grant.used_tokens | {grant.refresh_token}
+        return {token for token in tokens if token}
+
     def fail_next(self, *faults: str) -> None:
         self.faults.extend(faults)
 

@@ -193,6 +193,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
     app.state.database = database
     app.state.settings = settings
     app.state.services = services
+    app.state.demo_oauth = provider if demo else None  # the demo's provider, for its tests
     return app
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from aiohttp.test_utils import TestServer
 
 from store.crypto import generate_key
 from store.domain import TokenScope
@@ -323,3 +324,106 @@ async def _metrics_once_checked(port: int, expected: int, process: subprocess.Po
             assert process.poll() is None, f"serve exited with {process.returncode}"
             assert time.monotonic() < deadline, f"no checks within 60 s:\n{text[-2000:]}"
             await asyncio.sleep(0.2)
+
+
+async def test_oauth2_tokens_and_client_secrets_never_leave_the_running_service(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refresh tokens, access tokens and the client secret (sent in the form, echoed back in
+    the provider's error bodies) appear in no response, export, metric or log line, whatever
+    the token endpoint answered: tokens, a revoked grant, a 503."""
+    from healthgraph.catalog.export import dump_yaml, export_catalog
+    from tests.oauth_provider import CLIENT_ID, CLIENT_SECRET, OAuthProvider
+
+    caplog.set_level(logging.DEBUG)
+    provider = OAuthProvider(auth_method="client_secret_post", access_seconds=3600)
+    server = TestServer(provider.app(), host="127.0.0.1")
+    await server.start_server()
+    admin = await served.token(TokenScope.ADMIN)
+    seen: list[tuple[str, str]] = []
+    try:
+        async with httpx.AsyncClient(
+            base_url=served.base_url, headers={"Authorization": f"Bearer {admin}"}, timeout=60
+        ) as client:
+
+            async def graphql(document: str, variables: dict[str, Any] | None = None) -> Any:
+                response = await client.post(
+                    "/graphql", json={"query": document, "variables": variables}
+                )
+                seen.append((f"POST /graphql {document.split('(')[0].strip()[:40]}", response.text))
+                return response.json()
+
+            ids = await graphql('{ consumers(search: "acme-corp") { nodes { id } } }')
+            consumer = ids["data"]["consumers"]["nodes"][0]["id"]
+            made = await graphql(
+                """mutation($input: CreateConnectorInput!) { createConnector(input: $input) {
+                     id oauth2 { tokenUrl clientId hasClientSecret } } }""",
+                {
+                    "input": {
+                        "slug": "canary-oauth",
+                        "name": "Canary OAuth",
+                        "category": "testing",
+                        "heartbeat": {"url": str(server.make_url("/api/whoami"))},
+                        "oauth2": {
+                            "tokenUrl": str(server.make_url("/oauth/token")),
+                            "clientId": CLIENT_ID,
+                            "clientSecret": CLIENT_SECRET,
+                            "authMethod": "client_secret_post",
+                        },
+                    }
+                },
+            )
+            connector = made["data"]["createConnector"]["id"]
+            for scenario in ("healthy", "revoked", "unavailable"):
+                created = await graphql(
+                    """mutation($input: CreateConnectionInput!) { createConnection(input: $input) { id } }""",
+                    {
+                        "input": {
+                            "consumerId": consumer,
+                            "connectorId": connector,
+                            "name": f"oauth canary {scenario}",
+                            "checkIntervalSeconds": 3600,
+                        }
+                    },
+                )
+                connection = created["data"]["createConnection"]["id"]
+                seed = provider.new_grant()
+                await graphql(
+                    """mutation($id: ID!, $c: CredentialsInput) {
+                         setConnectionCredentials(id: $id, credentials: $c) { id } }""",
+                    {"id": connection, "c": {"kind": "OAUTH2", "refreshToken": seed}},
+                )
+                if scenario == "revoked":
+                    provider.revoke(provider.grant_of(seed))
+                if scenario == "unavailable":
+                    provider.fail_next("503")
+                checked = await graphql(
+                    f"mutation($id: ID!) {{ checkConnectionNow(id: $id) {{ {CONNECTION_FIELDS} }} }}",
+                    {"id": connection},
+                )
+                result = checked["data"]["checkConnectionNow"]
+                assert (result["status"], result["failureReason"]) == {
+                    "healthy": ("CONNECTED", None),
+                    "revoked": ("CONNECTION_FAILURE", "AUTH"),
+                    "unavailable": ("CONNECTION_FAILURE", "HTTP_STATUS"),
+                }[scenario]
+            await graphql(EVERYTHING)
+            await graphql(f"{{ connections(first: 500) {{ nodes {{ {CONNECTION_FIELDS} }} }} }}")
+            for path in ("/export/consumers.csv", "/metrics"):
+                response = await client.get(path)
+                seen.append((f"GET {path}", response.text))
+        async with served.database.sessions() as session:
+            seen.append(("healthgraph export", dump_yaml(await export_catalog(session))))
+    finally:
+        await server.close()
+    secrets = provider.issued() | {CLIENT_SECRET}
+    assert len(secrets) >= 6  # seeds, rotated refresh tokens, access tokens, the client secret
+    assert "Connection failed (Canary OAuth)" in dict(seen)["GET /export/consumers.csv"]
+    records = [r for r in caplog.records if not r.name.startswith(TARGET_SIDE_LOGGERS)]
+    texts = [
+        *seen,
+        *((f"log {r.name}", r.getMessage() + repr(r.args) + str(r.exc_text)) for r in records),
+    ]
+    for where, text in texts:
+        for secret in secrets:
+            assert secret not in text, f"an OAuth2 secret leaked through {where}"
