@@ -19,6 +19,7 @@ import base64
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -60,6 +61,8 @@ class OAuthProvider:
         self.api_requests = 0
         self.faults: list[str] = []  # "503", "429", "hang", "garbage"
         self.results: Counter[str] = Counter()
+        # Called once a successful refresh's answer is on the wire (a test kills its caller).
+        self.after_refresh: Callable[[], None] | None = None
 
     # --- set up and inspect -----------------------------------------------------------------
 
@@ -109,7 +112,20 @@ class OAuthProvider:
         user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         return unquote(user) == CLIENT_ID and unquote(password) == CLIENT_SECRET
 
-    async def _token(self, request: web.Request) -> web.Response:
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        answer = await self._answer(request)
+        if self.after_refresh is None or answer.status != 200:
+            return answer
+        # Sent here, whole, before the hook runs: "right after the provider answered".
+        streamed = web.StreamResponse(status=answer.status, headers=answer.headers)
+        await streamed.prepare(request)
+        assert isinstance(answer.body, bytes)
+        await streamed.write(answer.body)
+        await streamed.write_eof()
+        self.after_refresh()
+        return streamed
+
+    async def _answer(self, request: web.Request) -> web.Response:
         self.token_requests += 1
         form = dict(await request.post())
         if self.faults:

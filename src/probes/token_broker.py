@@ -54,6 +54,25 @@ def _holder_id() -> str:
     return socket.gethostname()[: 64 - len(pid)] + pid
 
 
+def _gone(holder: str) -> bool:
+    """Whether `holder` was a process of this machine that no longer runs (killed mid-refresh:
+    its lease need not be waited out). Holders are "host:pid:n" (`_holder_id`)."""
+    try:
+        name, pid_text, _ = holder.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if name != socket.gethostname()[: len(name)] or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
 def _usable(grant: OAuthGrant, now: datetime, rejected: str | None) -> bool:
     return (
         grant.access_token is not None
@@ -126,9 +145,25 @@ class TokenBroker:
                 assert grant.access_token is not None
                 return AccessToken(grant.access_token, refreshed=False)
             async with self._sessions.begin() as session:
+                now = self._clock()
                 holding = await oauth.take_refresh_lease(
-                    session, due.connection_id, holder=self.holder, now=self._clock()
+                    session, due.connection_id, holder=self.holder, now=now
                 )
+                if not holding:
+                    other = await oauth.lease_holder(session, due.connection_id, now=now)
+                    if other is not None and _gone(other):
+                        log.info(
+                            "connection %d: taking over the refresh of %s, which is gone",
+                            due.connection_id,
+                            other,
+                        )
+                        holding = await oauth.take_refresh_lease(
+                            session,
+                            due.connection_id,
+                            holder=self.holder,
+                            now=now,
+                            dead_holder=other,
+                        )
             if not holding:
                 await self._wait_for_refresh(due.connection_id, grant.generation, grant)
                 continue

@@ -36,9 +36,10 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("refresh_token", "client_credentials")
 MAX_SCOPES = 50
 APP_FIELDS = ("token_url", "client_id", "scopes", "auth_method")
-# Far longer than a token request may take (probes.oauth's timeout): a live holder never loses
-# it mid-refresh, a dead one holds the grant back this long at most.
-REFRESH_LEASE_SECONDS = 60.0
+# Three times what a token request may take (probes.oauth's timeout): a live holder never loses
+# it mid-refresh, a dead one holds the grant back this long at most (a holder known dead, on
+# the same machine, not even that: see take_refresh_lease's `dead_holder`).
+REFRESH_LEASE_SECONDS = 30.0
 
 _GRANTS = cast(Table, OAuthGrantRow.__table__)
 
@@ -186,9 +187,16 @@ async def delete_grant(session: AsyncSession, connection_id: int) -> None:
 
 
 async def take_refresh_lease(
-    session: AsyncSession, connection_id: int, *, holder: str, now: datetime
+    session: AsyncSession,
+    connection_id: int,
+    *,
+    holder: str,
+    now: datetime,
+    dead_holder: str | None = None,
 ) -> bool:
     """Claim the right to refresh, unless someone else holds it: whether this holder has it.
+    `dead_holder`: a holder known to be gone (its process is not running), whose lease is
+    taken over at once instead of waited out.
 
     One UPDATE, in the caller's (short) transaction: commit it before the token request.
     """
@@ -201,6 +209,7 @@ async def take_refresh_lease(
                 _GRANTS.c.refreshing_until.is_(None),
                 _GRANTS.c.refreshing_until <= now,
                 _GRANTS.c.refreshing_by == holder,
+                _GRANTS.c.refreshing_by == (dead_holder or holder),
             ),
         )
         .values(
@@ -213,10 +222,21 @@ async def take_refresh_lease(
 
 async def refresh_leased(session: AsyncSession, connection_id: int, *, now: datetime) -> bool:
     """Whether someone holds the grant's refresh lease now."""
-    until = await session.scalar(
-        select(_GRANTS.c.refreshing_until).where(_GRANTS.c.connection_id == connection_id)
-    )
-    return until is not None and until > now
+    return await lease_holder(session, connection_id, now=now) is not None
+
+
+async def lease_holder(session: AsyncSession, connection_id: int, *, now: datetime) -> str | None:
+    """Who holds the grant's refresh lease now, if anyone."""
+    row = (
+        await session.execute(
+            select(_GRANTS.c.refreshing_by, _GRANTS.c.refreshing_until).where(
+                _GRANTS.c.connection_id == connection_id
+            )
+        )
+    ).one_or_none()
+    if row is None or row.refreshing_until is None or row.refreshing_until <= now:
+        return None
+    return str(row.refreshing_by)
 
 
 async def release_refresh_lease(session: AsyncSession, connection_id: int, *, holder: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -433,3 +434,49 @@ async def test_a_lease_left_by_a_dead_holder_expires(
 async def _no_lease(graph: Graph, connection_id: int) -> bool:
     async with graph.db.sessions() as session:
         return not await oauth.refresh_leased(session, connection_id, now=datetime.now(UTC))
+
+
+async def test_the_lease_of_a_holder_killed_on_this_machine_is_taken_over_at_once(
+    db: Database, fake: Provider, context: ProbeContext
+) -> None:
+    """A holder whose process is gone (kill -9 mid-refresh) is not waited out for the lease."""
+    graph = await oauth_graph(db, fake)
+    connection_id = graph.connection_ids[0]
+    dead = await asyncio.create_subprocess_exec("true")
+    await dead.wait()
+    holder = f"{socket.gethostname()}:{dead.pid}:1"
+    async with db.sessions.begin() as session:
+        assert await oauth.take_refresh_lease(
+            session, connection_id, holder=holder, now=datetime.now(UTC)
+        )
+    started = asyncio.get_running_loop().time()
+    granted = await TokenBroker(db.sessions, graph.key_ring).access_token(
+        await graph.due(connection_id), context
+    )
+    assert isinstance(granted, AccessToken) and granted.refreshed
+    assert asyncio.get_running_loop().time() - started < 5  # not the 30 s lease
+
+
+async def test_a_live_holders_lease_is_waited_for(
+    db: Database, fake: Provider, context: ProbeContext
+) -> None:
+    """Another live process refreshing: the broker waits for its answer and uses it."""
+    graph = await oauth_graph(db, fake)
+    connection_id = graph.connection_ids[0]
+    other = TokenBroker(db.sessions, graph.key_ring)
+    mine = TokenBroker(db.sessions, graph.key_ring)
+    holder = f"{socket.gethostname()}:1:1"  # pid 1: alive on every machine
+    async with db.sessions.begin() as session:
+        assert await oauth.take_refresh_lease(
+            session, connection_id, holder=holder, now=datetime.now(UTC)
+        )
+    waiting = asyncio.create_task(mine.access_token(await graph.due(connection_id), context))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    async with db.sessions.begin() as session:
+        await oauth.release_refresh_lease(session, connection_id, holder=holder)
+    first = await other.access_token(await graph.due(connection_id), context)
+    granted = await asyncio.wait_for(waiting, 10)
+    assert isinstance(first, AccessToken) and isinstance(granted, AccessToken)
+    (grant,) = fake.provider.grants.values()
+    assert (grant.refreshes, fake.provider.reuses) == (1, 0)
