@@ -36,6 +36,7 @@ class Grant:
     revoked: bool = False
     refreshes: int = 0
     used_tokens: set[str] = field(default_factory=set)
+    refreshed_at: list[float] = field(default_factory=list)  # time.monotonic() of each
 
 
 class OAuthProvider:
@@ -170,6 +171,7 @@ class OAuthProvider:
             self.results["reuse"] += 1
             return _error(400, "invalid_grant", f"refresh token {used} was already used")
         grant.refreshes += 1
+        grant.refreshed_at.append(time.monotonic())
         answer: dict[str, object] = {
             "access_token": self.issue_access_token(grant),
             "token_type": "Bearer",

@@ -9,6 +9,7 @@ refresh lease in the database decides who refreshes, and the others wait for its
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from probes.batched_writes import BatchedWrites
 from probes.oauth import OAuthClient, TokenAnswer, TokenRefusal, request_token
 from probes.target import ProbeContext
 from store import oauth
@@ -73,6 +75,12 @@ def _gone(holder: str) -> bool:
     return False
 
 
+@dataclass(frozen=True, slots=True)
+class _KnownToken:
+    token: str = field(repr=False)
+    expires_at: datetime | None
+
+
 def _usable(grant: OAuthGrant, now: datetime, rejected: str | None) -> bool:
     return (
         grant.access_token is not None
@@ -102,6 +110,8 @@ class TokenBroker:
         self._clock = clock
         self._flights: dict[tuple[int, str | None], asyncio.Future[AccessToken | TokenRefusal]]
         self._flights = {}
+        self._known: dict[int, _KnownToken] = {}
+        self._writes = BatchedWrites(sessions)
 
     async def access_token(
         self, due: DueCheck, context: ProbeContext, *, rejected: str | None = None
@@ -127,11 +137,35 @@ class TokenBroker:
 
     async def _read(self, connection_id: int) -> OAuthGrant | None:
         async with self._sessions() as session:
-            return await oauth.load_grant(session, connection_id, self._key_ring)
+            grant = await oauth.load_grant(session, connection_id, self._key_ring)
+        self._remember(connection_id, grant)
+        return grant
+
+    def _remember(self, connection_id: int, grant: OAuthGrant | None) -> None:
+        if grant is None or grant.access_token is None or grant.dead_reason is not None:
+            self._known.pop(connection_id, None)
+        else:
+            self._known[connection_id] = _KnownToken(
+                grant.access_token, grant.access_token_expires_at
+            )
+
+    def _known_token(self, connection_id: int, rejected: str | None) -> str | None:
+        """The access token this process last read or saved, while it is good: most checks
+        need no read of the grant at all."""
+        known = self._known.get(connection_id)
+        if known is None or known.token == rejected:
+            return None
+        expires_at = known.expires_at
+        if expires_at is not None and expires_at <= self._clock() + EXPIRY_MARGIN:
+            return None
+        return known.token
 
     async def _obtain(
         self, due: DueCheck, context: ProbeContext, rejected: str | None
     ) -> AccessToken | TokenRefusal:
+        known = self._known_token(due.connection_id, rejected)
+        if known is not None:
+            return AccessToken(known, refreshed=False)
         for _ in range(_ROUNDS):
             grant = await self._read(due.connection_id)
             if grant is None:
@@ -144,33 +178,16 @@ class TokenBroker:
             if _usable(grant, self._clock(), rejected):
                 assert grant.access_token is not None
                 return AccessToken(grant.access_token, refreshed=False)
-            async with self._sessions.begin() as session:
-                now = self._clock()
-                holding = await oauth.take_refresh_lease(
-                    session, due.connection_id, holder=self.holder, now=now
-                )
-                if not holding:
-                    other = await oauth.lease_holder(session, due.connection_id, now=now)
-                    if other is not None and _gone(other):
-                        log.info(
-                            "connection %d: taking over the refresh of %s, which is gone",
-                            due.connection_id,
-                            other,
-                        )
-                        holding = await oauth.take_refresh_lease(
-                            session,
-                            due.connection_id,
-                            holder=self.holder,
-                            now=now,
-                            dead_holder=other,
-                        )
-            if not holding:
+            if not await self._writes.run(functools.partial(self._lease, due, grant)):
                 await self._wait_for_refresh(due.connection_id, grant.generation, grant)
                 continue
+            outcome: AccessToken | TokenRefusal | None = None
             try:
-                outcome = await self._refresh(due, context, rejected)
+                outcome = await self._refresh(due, grant, context)
             finally:
-                await self._release(due.connection_id)
+                # A saved answer gave the lease back with the tokens, in one write.
+                if not (isinstance(outcome, AccessToken) and outcome.refreshed):
+                    await self._release(due.connection_id)
             if outcome is not None:
                 return outcome
         return TokenRefusal(
@@ -179,16 +196,34 @@ class TokenBroker:
             "at the next check",
         )
 
+    async def _lease(self, due: DueCheck, grant: OAuthGrant, session: AsyncSession) -> bool:
+        """Take the refresh lease on the generation read (taken: the grant is still as read)."""
+        now = self._clock()
+        lease = functools.partial(
+            oauth.take_refresh_lease,
+            session,
+            due.connection_id,
+            holder=self.holder,
+            now=now,
+            generation=grant.generation,
+        )
+        if await lease():
+            return True
+        other = await oauth.lease_holder(session, due.connection_id, now=now)
+        if other is None or not _gone(other):
+            return False
+        log.info(
+            "connection %d: taking over the refresh of %s, which is gone",
+            due.connection_id,
+            other,
+        )
+        return await lease(dead_holder=other)
+
     async def _refresh(
-        self, due: DueCheck, context: ProbeContext, rejected: str | None
+        self, due: DueCheck, grant: OAuthGrant, context: ProbeContext
     ) -> AccessToken | TokenRefusal | None:
-        """Holding the lease: refresh, save, and say what came of it (None: read again)."""
-        grant = await self._read(due.connection_id)  # what holders before us left
-        if grant is None or grant.dead_reason is not None:
-            return None
-        if _usable(grant, self._clock(), rejected):
-            assert grant.access_token is not None
-            return AccessToken(grant.access_token, refreshed=False)
+        """Holding the lease on `grant` as read: refresh, save, and say what came of it (None:
+        read again)."""
         try:
             client = self._client(due)
         except (KeyRingError, ValueError) as exc:
@@ -227,36 +262,40 @@ class TokenBroker:
         self, due: DueCheck, grant: OAuthGrant, answer: TokenAnswer
     ) -> AccessToken | None:
         now = self._clock()
-        async with self._sessions.begin() as session:
-            saved = await oauth.save_refreshed_tokens(
-                session,
-                due.connection_id,
+        access_token_expires_at = _after(now, answer.expires_in)
+        saved = await self._writes.run(
+            functools.partial(
+                oauth.save_refreshed_tokens,
+                connection_id=due.connection_id,
                 holder=self.holder,
                 used_generation=grant.generation,
                 refresh_token=answer.refresh_token,
                 access_token=answer.access_token,
-                access_token_expires_at=_after(now, answer.expires_in),
+                access_token_expires_at=access_token_expires_at,
                 refresh_token_expires_at=_after(now, answer.refresh_token_expires_in),
                 now=now,
                 key_ring=self._key_ring,
             )
+        )
         if not saved:
             # New credentials replaced the grant while we asked: this answer is nobody's.
             log.info("connection %d: refreshed a grant replaced meanwhile", due.connection_id)
             return None
+        self._known[due.connection_id] = _KnownToken(answer.access_token, access_token_expires_at)
         self._observe(due, "ok")
         return AccessToken(answer.access_token, refreshed=True)
 
     async def _bury(
         self, due: DueCheck, grant: OAuthGrant, answer: TokenRefusal
     ) -> TokenRefusal | None:
-        """`invalid_grant` and the like: the grant is dead, unless the token we used was
-        rotated meanwhile by someone whose lease we outlived (then read again)."""
-        async with self._sessions.begin() as session:
+        """`invalid_grant` and the like: the grant is dead, unless it was saved anew meanwhile
+        by someone whose lease we outlived (then read again)."""
+
+        async def bury(session: AsyncSession) -> bool:
             if not await oauth.refresh_token_unchanged(
                 session, due.connection_id, generation=grant.generation
             ):
-                return None
+                return False
             await oauth.mark_grant_dead(
                 session,
                 due.connection_id,
@@ -265,13 +304,21 @@ class TokenBroker:
                 reason=answer.message,
                 now=self._clock(),
             )
+            return True
+
+        if not await self._writes.run(bury):
+            return None
+        self._known.pop(due.connection_id, None)
         self._observe(due, "dead_grant")
         return _dead(answer.message)
 
     async def _release(self, connection_id: int) -> None:
         try:
-            async with self._sessions.begin() as session:
-                await oauth.release_refresh_lease(session, connection_id, holder=self.holder)
+            await self._writes.run(
+                functools.partial(
+                    oauth.release_refresh_lease, connection_id=connection_id, holder=self.holder
+                )
+            )
         except Exception:  # it expires by itself; never hide the refresh's own outcome
             log.warning("connection %d: could not release the refresh lease", connection_id)
 

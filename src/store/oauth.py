@@ -192,11 +192,13 @@ async def take_refresh_lease(
     *,
     holder: str,
     now: datetime,
+    generation: int,
     dead_holder: str | None = None,
 ) -> bool:
-    """Claim the right to refresh, unless someone else holds it: whether this holder has it.
-    `dead_holder`: a holder known to be gone (its process is not running), whose lease is
-    taken over at once instead of waited out.
+    """Claim the right to refresh `generation` of the grant (the one the holder read), unless
+    someone else holds it or it changed since: whether this holder has it. `dead_holder`: a
+    holder known to be gone (its process is not running), whose lease is taken over at once
+    instead of waited out.
 
     One UPDATE, in the caller's (short) transaction: commit it before the token request.
     """
@@ -204,6 +206,7 @@ async def take_refresh_lease(
         update(_GRANTS)
         .where(
             _GRANTS.c.connection_id == connection_id,
+            _GRANTS.c.generation == generation,
             _GRANTS.c.dead_at.is_(None),
             or_(
                 _GRANTS.c.refreshing_until.is_(None),
@@ -264,7 +267,9 @@ async def save_refreshed_tokens(
 
     Only while this holder still holds the lease on the generation it refreshed: otherwise the
     grant was replaced meanwhile (new credentials) and this answer belongs to nobody. A
-    provider that does not rotate answers without a refresh token: the stored one stays.
+    provider that does not rotate answers without a refresh token: the stored one stays. Every
+    save is a new generation, so a holder that leased the generation it read knows the grant
+    is still as it read it.
     """
     values: dict[str, Any] = {
         "access_token_ciphertext": _encrypt(key_ring, access_token),
@@ -272,12 +277,12 @@ async def save_refreshed_tokens(
         "refreshed_at": now,
         "refreshing_by": None,
         "refreshing_until": None,
+        "generation": used_generation + 1,
     }
     if refresh_token_expires_at is not None:
         values["refresh_token_expires_at"] = refresh_token_expires_at
     if refresh_token is not None:
         values["refresh_token_ciphertext"] = _encrypt(key_ring, refresh_token)
-        values["generation"] = used_generation + 1
     result = await (await session.connection()).execute(
         update(_GRANTS)
         .where(
@@ -293,8 +298,8 @@ async def save_refreshed_tokens(
 async def refresh_token_unchanged(
     session: AsyncSession, connection_id: int, *, generation: int
 ) -> bool:
-    """After the provider refused a refresh token: is the stored one still the one used? (If
-    not, another holder rotated it meanwhile, and the grant is alive.)"""
+    """After the provider refused a refresh token: is the grant still the generation that was
+    used? (If not, another holder saved a refresh meanwhile, and the grant is alive.)"""
     stored = await session.scalar(
         select(_GRANTS.c.generation).where(_GRANTS.c.connection_id == connection_id)
     )

@@ -634,7 +634,7 @@ async def test_a_template_connector_with_oauth2_round_trips_and_a_reapply_keeps_
         row = await session.scalar(select(ConnectionRow).where(ConnectionRow.name == "Acme Xero"))
         assert row is not None
         assert await oauth.take_refresh_lease(
-            session, row.id, holder="worker", now=datetime.now(UTC)
+            session, row.id, holder="worker", now=datetime.now(UTC), generation=1
         )
         assert await oauth.save_refreshed_tokens(
             session,

@@ -378,8 +378,8 @@ async def test_a_401_on_a_stored_token_refreshes_once_and_retries(
 async def test_short_lived_tokens_stay_green_and_are_never_reused(
     db: Database, context: ProbeContext, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Tokens that expire every 2 s, five connections checked every second for 20 s: every
-    check succeeds, each token is refreshed before use and never used twice."""
+    """Tokens that expire every 2 s, five connections checked every second for two minutes:
+    every check succeeds, each token is refreshed before use and never used twice."""
     fake = await _provider(access_seconds=2)
     try:
         graph = await oauth_graph(db, fake, count=5)
@@ -394,7 +394,7 @@ async def test_short_lived_tokens_stay_green_and_are_never_reused(
         stop = asyncio.Event()
         caplog.set_level(logging.INFO)
         task = asyncio.create_task(scheduler.run(stop))
-        await asyncio.sleep(20)
+        await asyncio.sleep(120)
         stop.set()
         await task
         for connection_id in graph.connection_ids:
@@ -406,7 +406,7 @@ async def test_short_lived_tokens_stay_green_and_are_never_reused(
             )
         grants = fake.provider.grants.values()
         assert fake.provider.reuses == 0 and not any(g.revoked for g in grants)
-        assert all(g.refreshes >= 10 for g in grants), [g.refreshes for g in grants]
+        assert all(g.refreshes >= 60 for g in grants), [g.refreshes for g in grants]
         assert fake.provider.results["ok"] == sum(g.refreshes for g in grants)
         assert "rt-" not in caplog.text and "at-" not in caplog.text
     finally:
@@ -422,7 +422,7 @@ async def test_a_lease_left_by_a_dead_holder_expires(
     long_ago = datetime.now(UTC) - timedelta(seconds=oauth.REFRESH_LEASE_SECONDS + 1)
     async with db.sessions.begin() as session:
         assert await oauth.take_refresh_lease(
-            session, connection_id, holder="dead-worker", now=long_ago
+            session, connection_id, holder="dead-worker", now=long_ago, generation=1
         )
     granted = await TokenBroker(db.sessions, graph.key_ring).access_token(
         await graph.due(connection_id), context
@@ -447,7 +447,7 @@ async def test_the_lease_of_a_holder_killed_on_this_machine_is_taken_over_at_onc
     holder = f"{socket.gethostname()}:{dead.pid}:1"
     async with db.sessions.begin() as session:
         assert await oauth.take_refresh_lease(
-            session, connection_id, holder=holder, now=datetime.now(UTC)
+            session, connection_id, holder=holder, now=datetime.now(UTC), generation=1
         )
     started = asyncio.get_running_loop().time()
     granted = await TokenBroker(db.sessions, graph.key_ring).access_token(
@@ -468,7 +468,7 @@ async def test_a_live_holders_lease_is_waited_for(
     holder = f"{socket.gethostname()}:1:1"  # pid 1: alive on every machine
     async with db.sessions.begin() as session:
         assert await oauth.take_refresh_lease(
-            session, connection_id, holder=holder, now=datetime.now(UTC)
+            session, connection_id, holder=holder, now=datetime.now(UTC), generation=1
         )
     waiting = asyncio.create_task(mine.access_token(await graph.due(connection_id), context))
     await asyncio.sleep(0.3)
