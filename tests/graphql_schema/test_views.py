@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import httpx
+
 from healthgraph.demo import demo_catalog
 from store.domain import ConnectionState, Direction, Health, TokenScope, health_rollup
 from tests.demo_server import Server, view
+from tests.link_pages import read_page
 
 SPEC = demo_catalog("http://demo")
 CONNECTIONS = [(c, x) for c in SPEC.consumers for x in c.connections]
@@ -330,4 +333,75 @@ async def test_consumers_by_syncs_filters_and_issue_column(demo: Server, reader:
     searched = await demo.execute(reader, view("consumers_by_syncs"), {"search": first_consumer})
     assert {row["consumer"]["externalId"] for row in searched["syncActivations"]["nodes"]} == {
         first_consumer
+    }
+
+
+async def test_sync_link_opens_each_activation_with_its_steps_connections_and_issue(
+    demo: Server, reader: str
+) -> None:
+    """Every activation of the demo, through its link: the page says what the "by syncs" row
+    says, in the same words, and lists each required connector with the consumer's
+    connections to it (never checked here, so none CONNECTED) or Missing."""
+    writer = await demo.token(TokenScope.WRITE)
+    rows = (await demo.execute(reader, view("consumers_by_syncs"), {"first": 100}))[
+        "syncActivations"
+    ]["nodes"]
+    assert len(rows) == sum(len(s.activations) for s in SPEC.syncs)
+    connector_names = {c.slug: c.name for c in SPEC.connectors}
+    seen = Counter()
+    async with httpx.AsyncClient() as client:
+        for row in rows:
+            link = (await demo.execute(writer, view("sync_link"), {"activationId": row["id"]}))[
+                "syncActivationLink"
+            ]
+            external_id = row["consumer"]["externalId"]
+            assert link["url"].startswith(f"{demo.base_url}/consumers/{external_id}/syncs/")
+            response = await client.get(link["url"])
+            assert response.status_code == 200
+            page = read_page(response.text)
+
+            consumer = next(c for c in SPEC.consumers if c.external_id == external_id)
+            sync = next(s for s in SPEC.syncs if s.name == row["sync"]["name"])
+            assert (page.title, page.h1) == (f"{consumer.name}: {sync.name}", sync.name)
+            assert page.sections[""].paragraphs == [(f"Sync activation of {consumer.name}", None)]
+            issue = row["issue"]
+            assert page.sections["What might have failed"].paragraphs == [
+                (issue["message"], "down") if issue else ("Nothing: the sync is active", "up")
+            ]
+            assert page.sections["Steps"].rows == [
+                [
+                    (step["step"].title(), None),
+                    ("Complete", "up") if step["complete"] else ("Incomplete", "down"),
+                    (step["detail"] or "", None),
+                ]
+                for step in row["steps"]
+            ]
+            expected = []
+            for slug in sync.requires:
+                mine = [x for x in consumer.connections if x.connector == slug]
+                connector = (connector_names[slug], None)
+                if not mine:
+                    expected.append([connector, ("", None), ("Missing", "down"), *[("", None)] * 2])
+                for x in mine:
+                    status = (
+                        ("Authentication failed", "down")
+                        if x.state is ConnectionState.FAILED
+                        else ("Not checked yet", "unknown")
+                    )
+                    expected.append(
+                        [connector, (x.name, None), status, ("never", None), (" ", None)]
+                    )
+            assert page.sections["Required connections"].rows == expected
+            seen[issue["code"] if issue else None] += 1
+            seen.update(cells[2][0] for cells in expected)
+    # Every issue and every kind of requirement row was on some page.
+    assert set(seen) >= {
+        None,
+        "CONNECTION_FAILED",
+        "NO_CONNECTION",
+        "MAPPING_INCOMPLETE",
+        "CONFIGURATION_INCOMPLETE",
+        "Missing",
+        "Authentication failed",
+        "Not checked yet",
     }
