@@ -16,6 +16,7 @@ from store.pagination import MAX_PAGE_SIZE, PageRequest
 
 
 async def consumer_page(request: Request) -> HTMLResponse:
+    """GET /consumers/{external_id}: 403 unless the consumer link is genuine and unexpired."""
     database: Database = request.app.state.database
     external_id = request.path_params["external_id"]
     if not genuine(

@@ -81,6 +81,7 @@ def page(title: str, body: str) -> HTMLResponse:
 
 
 def when(moment: datetime | None) -> str:
+    """A moment as the pages write it, or "never"."""
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
 
 

@@ -23,6 +23,8 @@ _STEP_NAMES = {
 
 
 async def sync_page(request: Request) -> HTMLResponse:
+    """GET /consumers/{external_id}/syncs/{activation_id}: 403 unless the sync link is genuine
+    and unexpired, 404 when the activation is gone or no longer this consumer's."""
     database: Database = request.app.state.database
     external_id: str = request.path_params["external_id"]
     activation_id: int = request.path_params["activation_id"]
