@@ -534,6 +534,73 @@ def connection_detail() -> dash.Dashboard:
 # --- Consumers and syncs ------------------------------------------------------------------------
 
 
+def per_category(expression: str) -> str:
+    """`expression` (counted by category), and 0 for every other category of a connection, so
+    that each row of a merged table has every column."""
+    return f"{expression}\n  or 0 * count by (category) (healthgraph_connection_info)"
+
+
+def unified_apis_table() -> table.Panel:
+    """The overview per Unified API (the connector category), as GraphQL's Overview.categories
+    has it, plus the heartbeats failing now."""
+    info = "healthgraph_connection_info"
+    columns = {
+        "Active connections": f'count by (category) ({info}{{state="ACTIVE"}})',
+        "Pending": f'count by (category) ({info}{{state="PENDING"}})',
+        "Failed to authenticate": f'count by (category) ({info}{{state="FAILED"}})',
+        "Active consumers": (
+            f'count by (category) (count by (category, consumer_id) ({info}{{state="ACTIVE"}}))'
+        ),
+        "Heartbeat failing": (
+            "count by (category) ((healthgraph_connection_up == 0)\n"
+            f"  * on (connection_id) group_left (category) {info})"
+        ),
+    }
+    refs = [chr(ord("A") + index) for index in range(len(columns))]
+    panel = (
+        table.Panel()
+        .title("Unified APIs")
+        .description(
+            "Per connector category: ACTIVE, PENDING and FAILED connections, consumers with an "
+            "ACTIVE connection to one of its connectors (each counted once), and connections "
+            "whose heartbeat fails now."
+        )
+        .datasource(DATASOURCE)
+    )
+    for ref, expr in zip(refs, columns.values(), strict=True):
+        panel = panel.with_target(
+            query(per_category(expr), ref=ref, instant=True, table_format=True)
+        )
+    values = [f"Value #{ref}" for ref in refs]
+    return (
+        panel.with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            organize(
+                {"category": "Unified API", **dict(zip(values, columns, strict=True))},
+                ["Time"],
+                ["category", *values],
+            )
+        )
+        .sort_by([common_builder.TableSortByFieldState().display_name("Unified API").desc(False)])
+        .override_by_name(
+            *override(
+                "Failed to authenticate",
+                thresholds=thresholds((None, "green"), (1, "red")).build(),
+                **{"custom.cellOptions": {"type": "color-text"}},
+            )
+        )
+        .override_by_name(
+            *override(
+                "Heartbeat failing",
+                thresholds=thresholds((None, "green"), (1, "red")).build(),
+                **{"custom.cellOptions": {"type": "color-text"}},
+            )
+        )
+        .height(8)
+        .span(24)
+    )
+
+
 def consumers_and_syncs() -> dash.Dashboard:
     consumer_issues = [
         (
@@ -700,6 +767,7 @@ def consumers_and_syncs() -> dash.Dashboard:
             .height(8)
             .span(18)
         )
+        .with_panel(unified_apis_table())
     )
 
 

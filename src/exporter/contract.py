@@ -76,11 +76,23 @@ PENDING_SINCE = Family(
     "gauge",
     BY_CONNECTION,
 )
+# `category` is the connector's (one value per connector, so no series of its own): it lets
+# Prometheus count by Unified API, e.g. count by (category) (healthgraph_connection_info).
 CONNECTION_INFO = Family(
     "healthgraph_connection_info",
-    "Always 1; the connection's names and lifecycle state, to join on connection_id.",
+    "Always 1; the connection's names, lifecycle state and connector category, to join on "
+    "connection_id.",
     "gauge",
-    ("connection_id", "connection", "connector", "consumer", "consumer_id", "direction", "state"),
+    (
+        "connection_id",
+        "connection",
+        "connector",
+        "consumer",
+        "consumer_id",
+        "direction",
+        "state",
+        "category",
+    ),
 )
 USE_UP = Family(
     "healthgraph_use_up",

@@ -71,6 +71,7 @@ def render_chunks(snapshot: MetricsSnapshot) -> Iterator[bytes]:
     kinds = _Cache()
     # Names escaped once per connector and consumer, not once per connection.
     connector = {id_: escape(name) for id_, name in snapshot.connectors.items()}
+    category = {id_: escape(name) for id_, name in snapshot.connector_categories.items()}
     consumer = {id_: escape(names.name) for id_, names in snapshot.consumers.items()}
     external = {id_: escape(names.external_id) for id_, names in snapshot.consumers.items()}
     # One comprehension per family over the rows: the loop runs in the interpreter's fast
@@ -153,7 +154,8 @@ def render_chunks(snapshot: MetricsSnapshot) -> Iterator[bytes]:
         c.CONNECTION_INFO,
         [
             f'{labels[:-2]},consumer_id="{external[row.consumer_id]}",'
-            f'direction="{row.direction}",state="{row.state}"}} 1'
+            f'direction="{row.direction}",state="{row.state}",'
+            f'category="{category[row.connector_id]}"}} 1'
             for labels, row in zip(identity, rows, strict=True)
         ],
     )

@@ -51,7 +51,9 @@ def reference_families(snapshot: MetricsSnapshot) -> list[Metric]:
         since = c.pending_since(row.state, row.state_changed)
         if since is not None:
             add(c.PENDING_SINCE, [cid], since)
-        add(c.CONNECTION_INFO, [*identity, consumer.external_id, row.direction, row.state], 1)
+        category = snapshot.connector_categories[row.connector_id]
+        info = [*identity, consumer.external_id, row.direction, row.state, category]
+        add(c.CONNECTION_INFO, info, 1)
     for use in snapshot.uses:
         if use.status in c.USE_UP_VALUES:
             add(

@@ -13,6 +13,7 @@ from graphql_schema.check_now import check_now
 from graphql_schema.context import Info
 from graphql_schema.errors import ClientError
 from graphql_schema.ids import decode_id
+from graphql_schema.links import LinkSigner
 from graphql_schema.mutation_inputs import (
     ConsumerLink,
     CreateConnectionInput,
@@ -390,19 +391,44 @@ class Mutation(TokenMutation):
     ) -> ConsumerLink:
         info.context.viewer.require(domain.TokenScope.WRITE)
         row_id = await owned(info, "Consumer", consumer_id)
-        if not 60 <= expires_in_seconds <= MAX_LINK_SECONDS:
-            raise invalid(
-                "expiresInSeconds",
-                f"{expires_in_seconds} is out of range; use 60..{MAX_LINK_SECONDS}",
-            )
+        expires_at = _link_expiry(expires_in_seconds)
         consumer = await info.context.loaders.consumer.load(row_id)
         if consumer is None:
             raise NotFoundError("consumer", consumer_id)
-        expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(
-            seconds=expires_in_seconds
-        )
-        signer = info.context.services.link_signer
-        if signer is None:
-            raise ClientError("consumer links cannot be signed: no secret key is configured")
-        path = signer.path(consumer.external_id, expires_at)
+        path = _link_signer(info).path(consumer.external_id, expires_at)
         return ConsumerLink(url=f"{info.context.services.public_url}{path}", expires_at=expires_at)
+
+    @strawberry.mutation(
+        description="A signed link to the consumer's page for one sync activation: its steps, "
+        "its required connections and its issue."
+    )
+    async def sync_activation_link(
+        self, info: Info, activation_id: strawberry.ID, expires_in_seconds: int = 86400
+    ) -> ConsumerLink:
+        info.context.viewer.require(domain.TokenScope.WRITE)
+        row_id = await owned(info, "SyncActivation", activation_id)
+        expires_at = _link_expiry(expires_in_seconds)
+        loaders = info.context.loaders
+        activation = await loaders.sync_activation.load(row_id)
+        consumer = await loaders.consumer.load(activation.consumer_id) if activation else None
+        if activation is None or consumer is None:
+            raise NotFoundError("sync activation", activation_id)
+        path = _link_signer(info).sync_path(consumer.external_id, activation.id, expires_at)
+        return ConsumerLink(url=f"{info.context.services.public_url}{path}", expires_at=expires_at)
+
+
+def _link_expiry(expires_in_seconds: int) -> datetime:
+    """When a link asked for now for `expires_in_seconds` expires (60 s to 30 days)."""
+    if not 60 <= expires_in_seconds <= MAX_LINK_SECONDS:
+        raise invalid(
+            "expiresInSeconds",
+            f"{expires_in_seconds} is out of range; use 60..{MAX_LINK_SECONDS}",
+        )
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=expires_in_seconds)
+
+
+def _link_signer(info: Info) -> LinkSigner:
+    signer = info.context.services.link_signer
+    if signer is None:
+        raise ClientError("consumer links cannot be signed: no secret key is configured")
+    return signer

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import strawberry
+from collections.abc import Iterable, Iterator
 
+import strawberry
+from strawberry.types.nodes import SelectedField, Selection
+
+from graphql_schema.context import Info
 from graphql_schema.types import Connector, Sync
 from store import domain
 
@@ -21,6 +25,18 @@ class ConnectorUsage:
     active_connections: int
     pending_connections: int
     failed_connections: int
+
+
+@strawberry.type(description="One Unified API (a connector category) summed up.")
+class CategoryUsage:
+    category: str
+    connectors: int = strawberry.field(description="Connectors in this category.")
+    active_connections: int
+    pending_connections: int
+    failed_connections: int
+    active_consumers: int = strawberry.field(
+        description="Consumers with an ACTIVE connection to a connector of this category."
+    )
 
 
 @strawberry.type
@@ -48,6 +64,9 @@ class Overview:
     failed_connections: int = strawberry.field(description="Failed to authenticate.")
     connections_by_status: StatusCounts
     connectors: list[ConnectorUsage]
+    categories: list[CategoryUsage] = strawberry.field(
+        description="Per Unified API (connector category), by category name."
+    )
     active_syncs: int = strawberry.field(description="Active sync activations, all syncs.")
     syncs: list[SyncUsage]
 
@@ -73,6 +92,17 @@ class Overview:
                 )
                 for usage in record.connectors
             ],
+            categories=[
+                CategoryUsage(
+                    category=usage.category,
+                    connectors=usage.connectors,
+                    active_connections=usage.active_connections,
+                    pending_connections=usage.pending_connections,
+                    failed_connections=usage.failed_connections,
+                    active_consumers=usage.active_consumers,
+                )
+                for usage in record.categories or ()
+            ],
             active_syncs=record.active_syncs,
             syncs=[
                 SyncUsage(
@@ -88,3 +118,18 @@ class Overview:
                 for usage in record.syncs
             ],
         )
+
+
+def selects_categories(info: Info) -> bool:
+    """Whether the `overview` being resolved selects `categories` (directly or in a fragment):
+    only then does the store count its active consumers, a distinct count over every ACTIVE
+    connection that the rest of the page does not need."""
+
+    def names(selections: Iterable[Selection]) -> Iterator[str]:
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                yield selection.name
+            else:  # a fragment: its fields are the enclosing selection's
+                yield from names(selection.selections)
+
+    return any("categories" in names(field.selections) for field in info.selected_fields)

@@ -23,7 +23,7 @@ from graphql_schema.inputs import (
     sync_activation_filter,
     sync_filter,
 )
-from graphql_schema.overview import Overview
+from graphql_schema.overview import Overview, selects_categories
 from graphql_schema.templates import TemplateQuery
 from graphql_schema.tokens import TokenQuery
 from graphql_schema.types import (
@@ -95,8 +95,11 @@ class Query(TokenQuery, TemplateQuery):
     async def overview(self, info: Info) -> Overview:
         scope = info.context.viewer.consumers()
         sessions = info.context.sessions
+        categories = selects_categories(info)
         record = await info.context.read(
-            lambda session: queries.overview_on_pool(session, sessions, scope)
+            lambda session: queries.overview_on_pool(
+                session, sessions, scope, categories=categories
+            )
         )
         return Overview.from_record(record)
 

@@ -1,4 +1,5 @@
-"""The Starlette application: health, GraphQL, exports, push endpoints, the consumer page."""
+"""The Starlette application: health, GraphQL, exports, push endpoints, the consumer and sync
+pages."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from healthgraph.limits import (
 from healthgraph.push import inbound_heartbeat, use_run
 from healthgraph.runtime import RuntimeTuning
 from healthgraph.settings import Settings
+from healthgraph.sync_page import sync_page
 from healthgraph.token_use import TokenUses
 from healthgraph.worker import run_event_loop, run_worker
 from probes.guard import AddressGuard
@@ -159,6 +161,7 @@ def create_app(settings: Settings, *, demo: bool = False, scheduler: bool = Fals
             methods=["GET"],
         ),
         Route("/consumers/{external_id}", consumer_page),
+        Route("/consumers/{external_id}/syncs/{activation_id:int}", sync_page),
         Route(
             "/export/consumers.csv",
             Authenticated(request_response(consumers_csv), database, policy, uses),

@@ -314,6 +314,19 @@ class ConnectorUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class CategoryUsage:
+    """One Unified API (a connector category) summed up: its connectors, their connections by
+    state, and the consumers with an ACTIVE connection to any of them (each counted once)."""
+
+    category: str
+    connectors: int
+    active_connections: int
+    pending_connections: int
+    failed_connections: int
+    active_consumers: int
+
+
+@dataclass(frozen=True, slots=True)
 class StepFunnelEntry:
     step: SyncStep
     complete: int
@@ -343,6 +356,8 @@ class Overview:
     connections_by_status: StatusCounts
     connectors: tuple[ConnectorUsage, ...]
     syncs: tuple[SyncUsage, ...] = field(default=())
+    # By category name; None unless asked for (`store.queries.overview(categories=True)`).
+    categories: tuple[CategoryUsage, ...] | None = None
 
     @property
     def active_syncs(self) -> int:

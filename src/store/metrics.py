@@ -83,6 +83,7 @@ class MetricsSnapshot:
 
     connections: list[ConnectionMetrics]
     connectors: dict[int, str]  # id -> name
+    connector_categories: dict[int, str]  # id -> category (the Unified API)
     consumers: dict[int, ConsumerNames]  # id -> names; len() is the consumer count
     uses: list[UseMetrics]
     connections_by_state: dict[str, int]  # every ConnectionState, zeros included
@@ -136,7 +137,7 @@ _CONNECTIONS = select(
     _epoch_seconds(ConnectionRow.state_changed_at),
 ).order_by(ConnectionRow.id)
 
-_CONNECTORS = select(ConnectorRow.id, ConnectorRow.name)
+_CONNECTORS = select(ConnectorRow.id, ConnectorRow.name, ConnectorRow.category)
 _CONSUMERS = select(ConsumerRow.id, ConsumerRow.name, ConsumerRow.external_id)
 
 _USES = select(
@@ -229,7 +230,9 @@ async def metrics_snapshot(session: AsyncSession, now: datetime) -> MetricsSnaps
 
     # _make per row: typed, with attribute access as fast as a tuple's, for the render loops.
     connections = list(map(ConnectionMetrics._make, await rows(_CONNECTIONS)))
-    connectors = {id_: name for id_, name in await rows(_CONNECTORS)}
+    connector_rows = await rows(_CONNECTORS)
+    connectors = {id_: name for id_, name, _ in connector_rows}
+    categories = {id_: category for id_, _, category in connector_rows}
     consumers = {
         id_: ConsumerNames(name, external_id) for id_, name, external_id in await rows(_CONSUMERS)
     }
@@ -246,6 +249,7 @@ async def metrics_snapshot(session: AsyncSession, now: datetime) -> MetricsSnaps
     return MetricsSnapshot(
         connections=connections,
         connectors=connectors,
+        connector_categories=categories,
         consumers=consumers,
         uses=uses,
         connections_by_state=by_state,

@@ -36,7 +36,7 @@ async def known_graph(db: Database) -> None:
     async with db.sessions.begin() as session:
         make = GraphFactory(session)
         quickbooks = await make.connector("quickbooks", "QuickBooks Online")
-        xero = await make.connector("xero", "Xero")
+        xero = await make.connector("xero", "Xero", 'accounting "EU"')
         acme = await make.consumer("acme", "Acme Corp")
         beta = await make.consumer("beta", 'Beta "Ltd"')
         gamma = await make.consumer("gamma", "Gamma")
@@ -132,6 +132,9 @@ IDENTITY_4 = 'connection_id="4",connection="Beta Xero",connector="Xero",consumer
 IDENTITY_5 = (
     'connection_id="5",connection="Gamma QuickBooks",connector="QuickBooks Online",consumer="Gamma"'
 )
+# The connector's category, escaped as the text format quotes it.
+QB = 'category="accounting"'
+XERO = 'category="accounting \\"EU\\""'
 IDENTITY_6 = 'connection_id="6",connection="Gamma Xero",connector="Xero",consumer="Gamma"'
 CHECKED = "1793491200.0"  # 2026-11-01T00:00:00Z, the factory's last check time
 
@@ -183,12 +186,12 @@ EXPECTED: dict[str, list[str]] = {
         '{connection_id="4"} 1793347200.0',
     ],
     "healthgraph_connection_info": [
-        f'{{{IDENTITY_1},consumer_id="acme",direction="OUTBOUND",state="ACTIVE"}} 1',
-        f'{{{IDENTITY_2},consumer_id="acme",direction="OUTBOUND",state="ACTIVE"}} 1',
-        f'{{{IDENTITY_3},consumer_id="beta",direction="OUTBOUND",state="FAILED"}} 1',
-        f'{{{IDENTITY_4},consumer_id="beta",direction="OUTBOUND",state="PENDING"}} 1',
-        f'{{{IDENTITY_5},consumer_id="gamma",direction="OUTBOUND",state="DISABLED"}} 1',
-        f'{{{IDENTITY_6},consumer_id="gamma",direction="INBOUND",state="ACTIVE"}} 1',
+        f'{{{IDENTITY_1},consumer_id="acme",direction="OUTBOUND",state="ACTIVE",{QB}}} 1',
+        f'{{{IDENTITY_2},consumer_id="acme",direction="OUTBOUND",state="ACTIVE",{XERO}}} 1',
+        f'{{{IDENTITY_3},consumer_id="beta",direction="OUTBOUND",state="FAILED",{QB}}} 1',
+        f'{{{IDENTITY_4},consumer_id="beta",direction="OUTBOUND",state="PENDING",{XERO}}} 1',
+        f'{{{IDENTITY_5},consumer_id="gamma",direction="OUTBOUND",state="DISABLED",{QB}}} 1',
+        f'{{{IDENTITY_6},consumer_id="gamma",direction="INBOUND",state="ACTIVE",{XERO}}} 1',
     ],
     "healthgraph_use_up": [
         '{use_id="1",use="Invoices",kind="hypersync",connection_id="1"} 1',

@@ -60,6 +60,7 @@ def snapshot(size: int, names: list[str], seed: int = 7) -> MetricsSnapshot:
         return value if rng.random() < 0.8 else None
 
     connectors = {i: rng.choice(names) + f" {i}" for i in range(1, 6)}
+    categories = {i: rng.choice(names) for i in connectors}
     consumers = {
         i: ConsumerNames(rng.choice(names), rng.choice(names) + f"/{i}") for i in range(1, 20)
     }
@@ -98,6 +99,7 @@ def snapshot(size: int, names: list[str], seed: int = 7) -> MetricsSnapshot:
     return MetricsSnapshot(
         connections=connections,
         connectors=connectors,
+        connector_categories=categories,
         consumers=consumers,
         uses=uses,
         connections_by_state={state: rng.randrange(0, 100) for state in states},

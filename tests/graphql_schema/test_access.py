@@ -27,6 +27,9 @@ query Everything {
   overview {
     consumers activeConsumers activeConnections pendingConnections failedConnections
     connectors { connector { slug } activeConnections pendingConnections failedConnections }
+    categories {
+      category connectors activeConnections pendingConnections failedConnections activeConsumers
+    }
     syncs { sync { name } activations activeActivations stepFunnel { step complete incomplete } }
   }
   consumers(first: 500) {
@@ -102,6 +105,25 @@ async def test_consumer_scoped_token_sees_only_its_consumer_everywhere(demo: Ser
         sum(s["activations"] for s in mine["overview"]["syncs"])
         == mine["syncActivations"]["totalCount"]
     )
+    # Per Unified API too: Acme's ACTIVE QuickBooks and Stripe connections, and no one else's.
+    assert mine["overview"]["categories"] == [
+        {
+            "category": category,
+            "connectors": connectors,
+            "activeConnections": active,
+            "pendingConnections": 0,
+            "failedConnections": 0,
+            "activeConsumers": active,
+        }
+        for category, connectors, active in [
+            ("accounting", 3, 1),
+            ("crm", 1, 0),
+            ("invoicing", 2, 1),
+            ("storage", 1, 0),
+            ("ticketing", 1, 0),
+        ]
+    ]
+    assert sum(c["activeConsumers"] for c in everyone["overview"]["categories"]) > 2
 
 
 async def test_node_hides_other_consumers_objects(demo: Server) -> None:

@@ -33,6 +33,11 @@ from healthgraph.database import Database
 from tests.factories import seed_healthy_and_failed
 
 QUERIES = Path(__file__).parents[2] / "docs" / "queries"
+# The views that read. A mutation's answer holds the time it ran (the sync link's expiry), so
+# two runs need not agree; test_views runs it against the demo.
+READ_VIEWS = sorted(
+    path for path in QUERIES.glob("*.graphql") if "\nmutation " not in f"\n{path.read_text()}"
+)
 
 
 def test_a_connection_s_fields_by_how_they_are_executed() -> None:
@@ -112,7 +117,7 @@ async def _seed(db: Database) -> None:
         await seed_healthy_and_failed(session)
 
 
-@pytest.mark.parametrize("document", sorted(QUERIES.glob("*.graphql")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("document", READ_VIEWS, ids=lambda p: p.stem)
 async def test_every_view_answers_as_graphql_core_does(
     db: Database, document: Path, inline_completions: list[Any]
 ) -> None:

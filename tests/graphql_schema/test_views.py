@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import httpx
+
 from healthgraph.demo import demo_catalog
-from store.domain import ConnectionState, Direction
+from store.domain import ConnectionState, Direction, Health, TokenScope, health_rollup
 from tests.demo_server import Server, view
+from tests.link_pages import read_page
 
 SPEC = demo_catalog("http://demo")
 CONNECTIONS = [(c, x) for c in SPEC.consumers for x in c.connections]
@@ -133,6 +136,106 @@ async def test_overview(demo: Server, reader: str) -> None:
         ]
 
 
+def _per_category(connections: list[tuple[str, str, ConnectionState | None]]) -> list[dict]:
+    """The categories view from (consumer, connector slug, state) triples and SPEC."""
+    category = {c.slug: c.category for c in SPEC.connectors}
+    rows = []
+    for name in sorted(set(category.values())):
+        mine = [(who, state) for who, slug, state in connections if category[slug] == name]
+        states = Counter(state for _, state in mine)
+        rows.append(
+            {
+                "category": name,
+                "connectors": sum(1 for c in SPEC.connectors if c.category == name),
+                "activeConnections": states[ConnectionState.ACTIVE],
+                "pendingConnections": states[ConnectionState.PENDING],
+                "failedConnections": states[ConnectionState.FAILED],
+                "activeConsumers": len(
+                    {who for who, state in mine if state is ConnectionState.ACTIVE}
+                ),
+            }
+        )
+    return rows
+
+
+async def test_unified_apis_overview_and_drill_down(demo: Server, reader: str) -> None:
+    demo_connections = [(c.external_id, x.connector, x.state) for c, x in CONNECTIONS]
+    result = await demo.execute(reader, view("unified_apis"))
+    assert result["overview"]["categories"] == _per_category(demo_connections)
+    assert result["connectors"]["totalCount"] == len(SPEC.connectors)
+    # Asked for through a fragment, the categories are counted all the same.
+    fragment = await demo.execute(
+        reader,
+        "{ overview { ...Apis } } fragment Apis on Overview { categories { category activeConsumers } }",
+    )
+    assert fragment["overview"]["categories"] == [
+        {"category": c["category"], "activeConsumers": c["activeConsumers"]}
+        for c in result["overview"]["categories"]
+    ]
+
+    # Invoicing: Stripe has a FAILED connection, Zoho Invoice a PENDING one.
+    invoicing = await demo.execute(reader, view("unified_apis"), {"category": ["invoicing"]})
+    assert invoicing["overview"] == result["overview"]
+    nodes = invoicing["connectors"]["nodes"]
+    expected = []
+    for connector in (c for c in SPEC.connectors if c.category == "invoicing"):
+        mine = [(c, x) for c, x in CONNECTIONS if x.connector == connector.slug]
+        failed = [(c, x) for c, x in mine if x.state is ConnectionState.FAILED]
+        enabled = [x for _, x in mine if x.state is not ConnectionState.DISABLED]
+        # Never checked (no scheduler here): every status UNKNOWN, FAILED ones failed.
+        health = health_rollup(len(enabled), len(failed), len(enabled) - len(failed), 0)
+        expected.append(
+            {
+                "id": next(n["id"] for n in nodes if n["slug"] == connector.slug),
+                "slug": connector.slug,
+                "name": connector.name,
+                "category": "invoicing",
+                "health": health.value,
+                "connections": {
+                    "totalCount": len(failed),
+                    "nodes": [
+                        {
+                            "name": x.name,
+                            "consumer": {"externalId": c.external_id, "name": c.name},
+                            "failureReason": None,
+                        }
+                        for c, x in failed
+                    ],
+                },
+            }
+        )
+    assert invoicing["connectors"] == {"totalCount": len(expected), "nodes": expected}
+    assert [n["health"] for n in nodes] == [Health.DEGRADED.value, Health.UNKNOWN.value]
+    assert [n["connections"]["totalCount"] for n in nodes] == [1, 0]
+
+    # A consumer active on two accounting connectors counts once among its active consumers.
+    writer = await demo.token(TokenScope.WRITE)
+    acme = next(c for c in SPEC.consumers if c.external_id == "acme-corp")
+    assert [(x.connector, x.state) for x in acme.connections] == [
+        ("quickbooks", ConnectionState.ACTIVE),
+        ("stripe", ConnectionState.ACTIVE),
+    ]
+    ids = await demo.execute(
+        writer,
+        '{ consumers(search: "acme-corp") { nodes { id } } connectors(search: "xero") { nodes { id } } }',
+    )
+    await demo.execute(
+        writer,
+        "mutation($input: CreateConnectionInput!) { createConnection(input: $input) { id } }",
+        {
+            "input": {
+                "consumerId": ids["consumers"]["nodes"][0]["id"],
+                "connectorId": ids["connectors"]["nodes"][0]["id"],
+                "name": "Acme Xero",
+            }
+        },
+    )
+    after = await demo.execute(reader, view("unified_apis"))
+    categories = _per_category([*demo_connections, ("acme-corp", "xero", ConnectionState.ACTIVE)])
+    assert after["overview"]["categories"] == categories
+    assert categories[0]["activeConnections"] == categories[0]["activeConsumers"] + 1
+
+
 async def test_consumers_by_connections_filters_search_and_issues(
     demo: Server, reader: str
 ) -> None:
@@ -230,4 +333,75 @@ async def test_consumers_by_syncs_filters_and_issue_column(demo: Server, reader:
     searched = await demo.execute(reader, view("consumers_by_syncs"), {"search": first_consumer})
     assert {row["consumer"]["externalId"] for row in searched["syncActivations"]["nodes"]} == {
         first_consumer
+    }
+
+
+async def test_sync_link_opens_each_activation_with_its_steps_connections_and_issue(
+    demo: Server, reader: str
+) -> None:
+    """Every activation of the demo, through its link: the page says what the "by syncs" row
+    says, in the same words, and lists each required connector with the consumer's
+    connections to it (never checked here, so none CONNECTED) or Missing."""
+    writer = await demo.token(TokenScope.WRITE)
+    rows = (await demo.execute(reader, view("consumers_by_syncs"), {"first": 100}))[
+        "syncActivations"
+    ]["nodes"]
+    assert len(rows) == sum(len(s.activations) for s in SPEC.syncs)
+    connector_names = {c.slug: c.name for c in SPEC.connectors}
+    seen = Counter()
+    async with httpx.AsyncClient() as client:
+        for row in rows:
+            link = (await demo.execute(writer, view("sync_link"), {"activationId": row["id"]}))[
+                "syncActivationLink"
+            ]
+            external_id = row["consumer"]["externalId"]
+            assert link["url"].startswith(f"{demo.base_url}/consumers/{external_id}/syncs/")
+            response = await client.get(link["url"])
+            assert response.status_code == 200
+            page = read_page(response.text)
+
+            consumer = next(c for c in SPEC.consumers if c.external_id == external_id)
+            sync = next(s for s in SPEC.syncs if s.name == row["sync"]["name"])
+            assert (page.title, page.h1) == (f"{consumer.name}: {sync.name}", sync.name)
+            assert page.sections[""].paragraphs == [(f"Sync activation of {consumer.name}", None)]
+            issue = row["issue"]
+            assert page.sections["What might have failed"].paragraphs == [
+                (issue["message"], "down") if issue else ("Nothing: the sync is active", "up")
+            ]
+            assert page.sections["Steps"].rows == [
+                [
+                    (step["step"].title(), None),
+                    ("Complete", "up") if step["complete"] else ("Incomplete", "down"),
+                    (step["detail"] or "", None),
+                ]
+                for step in row["steps"]
+            ]
+            expected = []
+            for slug in sync.requires:
+                mine = [x for x in consumer.connections if x.connector == slug]
+                connector = (connector_names[slug], None)
+                if not mine:
+                    expected.append([connector, ("", None), ("Missing", "down"), *[("", None)] * 2])
+                for x in mine:
+                    status = (
+                        ("Authentication failed", "down")
+                        if x.state is ConnectionState.FAILED
+                        else ("Not checked yet", "unknown")
+                    )
+                    expected.append(
+                        [connector, (x.name, None), status, ("never", None), (" ", None)]
+                    )
+            assert page.sections["Required connections"].rows == expected
+            seen[issue["code"] if issue else None] += 1
+            seen.update(cells[2][0] for cells in expected)
+    # Every issue and every kind of requirement row was on some page.
+    assert set(seen) >= {
+        None,
+        "CONNECTION_FAILED",
+        "NO_CONNECTION",
+        "MAPPING_INCOMPLETE",
+        "CONFIGURATION_INCOMPLETE",
+        "Missing",
+        "Authentication failed",
+        "Not checked yet",
     }

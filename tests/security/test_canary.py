@@ -173,6 +173,21 @@ async def test_the_canary_never_leaves_the_running_service(
         page = await client.get(link["data"]["consumerLink"]["url"])
         assert "canary auth BEARER" in page.text  # the page does list the connections
         seen.append(("the consumer page", page.text))
+        sync = await graphql(
+            'mutation($c: ID!) { createSync(input: {name: "Canary sync", requiredConnectorIds: [$c]}) { id } }',
+            {"c": connector},
+        )
+        activation = await graphql(
+            "mutation($s: ID!, $c: ID!) { createSyncActivation(syncId: $s, consumerId: $c) { id } }",
+            {"s": sync["data"]["createSync"]["id"], "c": consumer},
+        )
+        link = await graphql(
+            "mutation($id: ID!) { syncActivationLink(activationId: $id) { url } }",
+            {"id": activation["data"]["createSyncActivation"]["id"]},
+        )
+        page = await client.get(link["data"]["syncActivationLink"]["url"])
+        assert "canary auth BEARER" in page.text  # the required connections, with their errors
+        seen.append(("the sync page", page.text))
 
     metrics = dict(seen)["GET /metrics"]
     assert 'reason="AUTH"' in metrics and 'reason="BLOCKED"' in metrics  # the failures are there

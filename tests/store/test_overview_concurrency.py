@@ -5,6 +5,7 @@ overviews run at once, on every backend."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -29,7 +30,9 @@ async def consumer_ids(db: Database) -> list[int]:
     rng = random.Random(3)
     async with db.sessions.begin() as session:
         graph = GraphFactory(session)
-        connectors = [await graph.connector(f"k{i}", f"K{i % 3}") for i in range(6)]
+        connectors = [
+            await graph.connector(f"k{i}", f"K{i % 3}", f"category {i % 3}") for i in range(6)
+        ]
         syncs = [
             await graph.sync(f"s{i}", rng.sample(connectors, rng.randint(1, 2))) for i in range(4)
         ]
@@ -67,27 +70,35 @@ async def _small_pool(url: str, size: int, pool_timeout: float) -> AsyncIterator
         await engine.dispose()
 
 
-async def _sequential(sessions: async_sessionmaker[AsyncSession], scope: Any) -> domain.Overview:
+async def _sequential(
+    sessions: async_sessionmaker[AsyncSession], scope: Any, *, categories: bool = False
+) -> domain.Overview:
     async with sessions() as session:
-        return await queries.overview(session, scope)
+        return await queries.overview(session, scope, categories=categories)
 
 
 async def test_concurrent_overview_equals_sequential(db: Database, consumer_ids: list[int]) -> None:
     statements: list[str] = []
     event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    for scope in _scopes(consumer_ids):
-        sequential = await _sequential(db.sessions, scope)
+    for scope, categories in itertools.product(_scopes(consumer_ids), (False, True)):
+        sequential = await _sequential(db.sessions, scope, categories=categories)
         statements.clear()
         async with db.sessions() as session:
-            concurrent = await queries.overview_concurrently(session, db.sessions, scope)
-        assert concurrent == sequential, scope
+            concurrent = await queries.overview_concurrently(
+                session, db.sessions, scope, categories=categories
+            )
+        assert concurrent == sequential, (scope, categories)
+        assert (concurrent.categories is not None) == categories
         # Statements on the other connections go through the same engine: still counted.
         assert len(statements) == 4
-    whole = await _sequential(db.sessions, None)
+    whole = await _sequential(db.sessions, None, categories=True)
     # Varied enough to mean something: every kind of figure is there.
     assert 0 < whole.active_consumers < whole.consumers
     assert min(whole.active_connections, whole.pending_connections, whole.failed_connections) > 0
     assert 0 < whole.active_syncs < sum(s.activations for s in whole.syncs)
+    assert whole.categories is not None
+    assert [c.category for c in whole.categories] == ["category 0", "category 1", "category 2"]
+    assert all(0 < c.active_consumers < c.active_connections for c in whole.categories)
 
 
 async def test_a_cancelled_overview_closes_every_session(
@@ -113,7 +124,7 @@ async def test_a_cancelled_overview_closes_every_session(
 async def test_a_failing_part_closes_the_other_sessions_and_raises_itself(
     db: Database, consumer_ids: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing(session: AsyncSession, _scope: Any) -> None:
+    async def failing(session: AsyncSession, _scope: Any, categories: bool = False) -> None:
         await session.execute(select(1))
         raise RuntimeError("boom")
 
@@ -143,12 +154,12 @@ async def test_many_overviews_on_a_small_pool_all_finish(
     running, most = 0, 0
     concurrently = queries.overview_concurrently
 
-    async def counted(*args: Any) -> domain.Overview:
+    async def counted(*args: Any, **options: Any) -> domain.Overview:
         nonlocal running, most
         running += 1
         most = max(most, running)
         try:
-            return await concurrently(*args)
+            return await concurrently(*args, **options)
         finally:
             running -= 1
 

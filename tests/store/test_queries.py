@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import event, func, select
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from healthgraph.database import Database
 from store import derived, queries
 from store.domain import (
+    CategoryUsage,
     ConnectionState,
     ConnectionStatus,
     Direction,
@@ -29,7 +31,7 @@ from store.filters import (
     SyncFilter,
     UseFilter,
 )
-from store.models import ConsumerRow
+from store.models import ConnectionRow, ConnectorRow, ConsumerRow
 from store.pagination import MAX_PAGE_SIZE, PageRequest, encode_cursor
 from tests.factories import GraphFactory
 
@@ -375,6 +377,7 @@ async def test_overview(db: Database, seeded: dict[str, int]) -> None:
         ("Invoices to accounting", 2, 1, 0.5),
     ]
     assert overview.active_syncs == 1
+    assert overview.categories is None  # not asked for
     invoices = overview.syncs[1]
     assert invoices.step_funnel == (
         StepFunnelEntry(SyncStep.CONNECTION, 2, 0),
@@ -397,6 +400,86 @@ async def test_overview_scoped_to_one_consumer(db: Database, seeded: dict[str, i
         ("Expenses to ledger", 1),
         ("Invoices to accounting", 0),
     ]
+
+
+async def test_overview_per_category(db: Database, seeded: dict[str, int]) -> None:
+    """Asked for, the categories come in the same four statements, and change nothing else."""
+    async with db.sessions() as session:
+        plain = await queries.overview(session)
+        statements = _count_statements(db.engine)
+        overview = await queries.overview(session, categories=True)
+        scoped = await queries.overview(session, (seeded["globex"],), categories=True)
+        nobody = await queries.overview(session, (), categories=True)
+
+    assert len(statements) == 12
+    assert replace(overview, categories=None) == plain
+    # quickbooks (Acme ACTIVE, Initech PENDING) and xero (Globex FAILED); drive (Acme ACTIVE).
+    assert overview.categories == (
+        CategoryUsage("accounting", 2, 1, 1, 1, 1),
+        CategoryUsage("storage", 1, 1, 0, 0, 1),
+    )
+    assert scoped.categories == (
+        CategoryUsage("accounting", 2, 0, 0, 1, 0),
+        CategoryUsage("storage", 1, 0, 0, 0, 0),
+    )
+    assert nobody.categories == (
+        CategoryUsage("accounting", 2, 0, 0, 0, 0),
+        CategoryUsage("storage", 1, 0, 0, 0, 0),
+    )
+
+
+async def test_overview_category_active_consumers_agree_with_the_definition(
+    db: Database,
+) -> None:
+    """A consumer with ACTIVE connections to two connectors of a category, or two to one
+    connector, counts once there; the definition is an EXISTS per consumer and category. Equal
+    on every mix of states over three connectors in two categories, whole and scoped."""
+    states = list(ConnectionState)
+    mixes = [(), *((state,) for state in states), *itertools.product(states, repeat=3)]
+    async with db.sessions.begin() as session:
+        graph = GraphFactory(session)
+        connectors = [
+            await graph.connector("qb", "QuickBooks", "accounting"),
+            await graph.connector("xero", "Xero", "accounting"),
+            await graph.connector("drive", "Drive", "storage"),
+        ]
+        ids = []
+        for index, mix in enumerate(mixes):
+            consumer = await graph.consumer(f"c{index:03}")
+            ids.append(consumer.id)
+            for n, state in enumerate(mix):
+                await graph.connection(consumer, connectors[n], state=state, name=f"n{n}")
+            if len(mix) == 3 and index % 2:
+                await graph.connection(consumer, connectors[0], name="QuickBooks again")
+
+    found = {}
+    overviews = {}
+    async with db.sessions() as session:
+        for scope in (None, tuple(ids[::3]), ()):
+            overview = await queries.overview(session, consumer_ids=scope, categories=True)
+            overviews[scope] = overview
+            assert overview.categories is not None
+            for usage in overview.categories:
+                defined = select(func.count()).where(
+                    select(ConnectionRow.id)
+                    .join(ConnectorRow, ConnectorRow.id == ConnectionRow.connector_id)
+                    .where(
+                        ConnectionRow.consumer_id == ConsumerRow.id,
+                        derived.connection_is_active(),
+                        ConnectorRow.category == usage.category,
+                    )
+                    .exists()
+                )
+                if scope is not None:
+                    defined = defined.where(ConsumerRow.id.in_(scope))
+                expected = await session.scalar(defined.select_from(ConsumerRow))
+                found[(scope, usage.category)] = (usage.active_consumers, expected)
+    assert all(by_overview == by_definition for by_overview, by_definition in found.values())
+    assert [category for scope, category in found if scope is None] == ["accounting", "storage"]
+    # Some consumers have two ACTIVE accounting connections: summing would count them twice.
+    accounting = overviews[None].categories[0]
+    assert accounting.active_consumers < accounting.active_connections
+    assert found[(None, "accounting")][0] > 0 and found[((), "accounting")] == (0, 0)
 
 
 async def test_overview_active_consumers_agree_with_the_definition(db: Database) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.expression import BindParameter, Executable
 
 from store import derived, domain, records
@@ -62,16 +63,22 @@ class _ConnectionFigures:
     connectors: tuple[domain.ConnectorUsage, ...]
     by_state: Mapping[ConnectionState, int]
     by_status: Mapping[ConnectionStatus, int]
+    categories: tuple[domain.CategoryUsage, ...] | None
 
 
-async def overview(session: AsyncSession, consumer_ids: ConsumerScope = None) -> domain.Overview:
+async def overview(
+    session: AsyncSession, consumer_ids: ConsumerScope = None, *, categories: bool = False
+) -> domain.Overview:
     """Every figure of the seeds' overview page in four statements, whatever the data size.
 
     `consumer_ids` restricts every figure to those consumers (tenant-scoped tokens).
+    `categories`: also sum the figures up per category (the Unified API), in the same four
+    statements; left None otherwise, because its active consumers cost a distinct count over
+    every ACTIVE connection (bench/graphql_bench.py (b): about as much again as the rest).
     """
     return _overview(
         await _consumer_counts(session, consumer_ids),
-        await _connection_figures(session, consumer_ids),
+        await _connection_figures(session, consumer_ids, categories),
         await _activations_per_mask(session, consumer_ids),
         await _active_activations_per_sync(session, consumer_ids),
     )
@@ -81,6 +88,8 @@ async def overview_concurrently(
     session: AsyncSession,
     sessions: async_sessionmaker[AsyncSession],
     consumer_ids: ConsumerScope = None,
+    *,
+    categories: bool = False,
 ) -> domain.Overview:
     """`overview` with its four statements at once: the slowest on `session`, the others on
     short-lived sessions from `sessions`, each closed before this returns or raises (a task
@@ -92,8 +101,9 @@ async def overview_concurrently(
         async with asyncio.TaskGroup() as group:
             active = group.create_task(_active_activations_per_sync(session, consumer_ids))
             counts = group.create_task(_on_own_session(sessions, _consumer_counts, consumer_ids))
+            connection_figures = functools.partial(_connection_figures, categories=categories)
             connections = group.create_task(
-                _on_own_session(sessions, _connection_figures, consumer_ids)
+                _on_own_session(sessions, connection_figures, consumer_ids)
             )
             masks = group.create_task(
                 _on_own_session(sessions, _activations_per_mask, consumer_ids)
@@ -109,6 +119,8 @@ async def overview_on_pool(
     session: AsyncSession,
     sessions: async_sessionmaker[AsyncSession],
     consumer_ids: ConsumerScope = None,
+    *,
+    categories: bool = False,
 ) -> domain.Overview:
     """`overview_concurrently` if one of the pool's overview slots is free now, otherwise
     `overview` on `session` alone.
@@ -118,9 +130,9 @@ async def overview_on_pool(
     """
     slots = pool_slots(session.bind, OVERVIEW_CONNECTIONS)
     if not slots.acquire(blocking=False):
-        return await overview(session, consumer_ids)
+        return await overview(session, consumer_ids, categories=categories)
     try:
-        return await overview_concurrently(session, sessions, consumer_ids)
+        return await overview_concurrently(session, sessions, consumer_ids, categories=categories)
     finally:
         slots.release()
 
@@ -190,34 +202,54 @@ _STATUSES = tuple(ConnectionStatus)
 
 
 async def _connection_figures(
-    session: AsyncSession, consumer_ids: ConsumerScope
+    session: AsyncSession, consumer_ids: ConsumerScope, categories: bool = False
 ) -> _ConnectionFigures:
-    rows = await _execute_scoped(session, _connection_figures_statement, consumer_ids)
+    statement = functools.partial(_connection_figures_statement, categories=categories)
+    rows = await _execute_scoped(session, statement, consumer_ids)
     by_state = dict.fromkeys(_STATES, 0)
     by_status = dict.fromkeys(_STATUSES, 0)
     connectors = []
+    # Per category: its connectors' usages, and its active consumers (the same on every row of
+    # the category; None when no consumer has an ACTIVE connection to it).
+    per_category: dict[str, tuple[list[domain.ConnectorUsage], int]] = {}
     for connector_row, *figures in rows:
+        category_consumers = figures.pop() if categories else None
         counts = [int(n or 0) for n in figures]  # None: a connector without connections
         states = dict(zip(_STATES, counts, strict=False))
         for state, n in states.items():
             by_state[state] += n
         for status, n in zip(_STATUSES, counts[len(_STATES) :], strict=True):
             by_status[status] += n
-        connectors.append(
-            domain.ConnectorUsage(
-                records.connector(connector_row),
-                states[ConnectionState.ACTIVE],
-                states[ConnectionState.PENDING],
-                states[ConnectionState.FAILED],
-            )
+        usage = domain.ConnectorUsage(
+            records.connector(connector_row),
+            states[ConnectionState.ACTIVE],
+            states[ConnectionState.PENDING],
+            states[ConnectionState.FAILED],
         )
-    return _ConnectionFigures(tuple(connectors), by_state, by_status)
+        connectors.append(usage)
+        category = per_category.setdefault(usage.connector.category, ([], category_consumers or 0))
+        category[0].append(usage)
+    if not categories:
+        return _ConnectionFigures(tuple(connectors), by_state, by_status, None)
+    per_category_usage = tuple(
+        domain.CategoryUsage(
+            category=name,
+            connectors=len(usages),
+            active_connections=sum(u.active_connections for u in usages),
+            pending_connections=sum(u.pending_connections for u in usages),
+            failed_connections=sum(u.failed_connections for u in usages),
+            active_consumers=int(active_consumers),
+        )
+        for name, (usages, active_consumers) in sorted(per_category.items())
+    )
+    return _ConnectionFigures(tuple(connectors), by_state, by_status, per_category_usage)
 
 
 @functools.cache
-def _connection_figures_statement(scoped: bool) -> Select[Any]:
+def _connection_figures_statement(scoped: bool, categories: bool = False) -> Select[Any]:
     """Each connector with its connections counted per state, then per status (DISABLED ones
-    left out of those).
+    left out of those), and with `categories` the consumers with an ACTIVE connection to a
+    connector of its category.
 
     Counted per (connector, state, status) from the index of those three columns alone, then
     pivoted to one row per connector (a few hundred groups to 50 rows): a row loads a connector
@@ -245,10 +277,32 @@ def _connection_figures_statement(scoped: bool) -> Select[Any]:
         .group_by(per_group.c.connector_id)
         .subquery()
     )
-    return (
+    per_connector_figures = (
         select(ConnectorRow, *list(per_connector.c)[1:])
         .outerjoin(per_connector, per_connector.c.connector_id == ConnectorRow.id)
         .order_by(ConnectorRow.name, ConnectorRow.id)
+    )
+    if not categories:
+        return per_connector_figures
+    # A consumer active on two connectors of one category counts once there: a distinct count
+    # per category, which the per-connector figures cannot be summed into. Joined here rather
+    # than run as a fifth statement (one more round trip and pooled connection per overview).
+    # It reads every ACTIVE connection with its connector and sorts them per category: 30 to
+    # 60 ms at 100k connections, as much again as the rest of the page (bench/graphql_bench.py
+    # (b), either backend), so only a caller that asks for the categories pays for it.
+    connector = aliased(ConnectorRow)
+    active_per_category = (
+        select(
+            connector.category,
+            func.count(ConnectionRow.consumer_id.distinct()).label("active_consumers"),
+        )
+        .join(connector, connector.id == ConnectionRow.connector_id)
+        .where(derived.connection_is_active(), *_scope(ConnectionRow.consumer_id, scoped))
+        .group_by(connector.category)
+        .subquery()
+    )
+    return per_connector_figures.add_columns(active_per_category.c.active_consumers).outerjoin(
+        active_per_category, active_per_category.c.category == ConnectorRow.category
     )
 
 
@@ -334,6 +388,7 @@ def _overview(
         ),
         connectors=connections.connectors,
         syncs=syncs,
+        categories=connections.categories,
     )
 
 
