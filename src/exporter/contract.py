@@ -179,6 +179,12 @@ OAUTH_REFRESH_RESULTS = (
 )
 """The `result` label of healthgraph_oauth_refreshes_total: "ok", "dead_grant", or the failure
 reason of a refresh that changed nothing, lower-cased."""
+WEBHOOK_DELIVERIES_TOTAL = "healthgraph_webhook_deliveries_total"
+WEBHOOK_DELIVERY_RESULTS = (
+    "delivered",  # answered with a 2xx
+    "failed",  # not delivered this time; tried again later
+    "gave_up",  # not delivered for a day: no more tries
+)
 
 # --- when a series exists ------------------------------------------------------------------------
 

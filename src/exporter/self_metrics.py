@@ -45,7 +45,7 @@ def service_registry() -> CollectorRegistry:
 
 class SelfMetrics:
     """healthgraph_checks_total, healthgraph_probe_duration_seconds, healthgraph_build_info,
-    healthgraph_oauth_refreshes_total."""
+    healthgraph_oauth_refreshes_total, healthgraph_webhook_deliveries_total."""
 
     def __init__(self, registry: CollectorRegistry, *, version: str | None = None) -> None:
         self.registry = registry
@@ -75,6 +75,14 @@ class SelfMetrics:
             ("connector", "result"),
             registry=registry,
         )
+        self._deliveries = Counter(
+            c.WEBHOOK_DELIVERIES_TOTAL.removesuffix("_total"),
+            "Webhook delivery attempts made by this process, by result.",
+            ("result",),
+            registry=registry,
+        )
+        for result in c.WEBHOOK_DELIVERY_RESULTS:
+            self._deliveries.labels(result)
         # Every series from the start at 0, so rate() and increase() see the first check.
         self._checks.labels("success", SUCCESS_REASON)
         for reason in FailureReason:
@@ -91,6 +99,10 @@ class SelfMetrics:
             self._checks.labels("failure", reason.value).inc()
         # The kind comes from stored configuration: bound the label to the known kinds.
         self._durations.labels(kind if kind in _KINDS else "other").observe(max(0.0, seconds))
+
+    def delivery_finished(self, result: str) -> None:
+        """Count one webhook delivery attempt (the webhook worker's observer hook)."""
+        self._deliveries.labels(result if result in c.WEBHOOK_DELIVERY_RESULTS else "failed").inc()
 
     def refresh_finished(self, connector: str, result: str) -> None:
         """Count one OAuth2 refresh (the token broker's observer hook)."""

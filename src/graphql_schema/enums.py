@@ -17,3 +17,10 @@ IssueCode = strawberry.enum(domain.IssueCode, name="IssueCode")
 ProbeKind = strawberry.enum(domain.ProbeKind, name="ProbeKind")
 TokenScope = strawberry.enum(domain.TokenScope, name="TokenScope")
 CredentialKind = strawberry.enum(credentials.CredentialKind, name="CredentialKind")
+WebhookEventType = strawberry.enum(
+    domain.WebhookEventType,
+    name="WebhookEventType",
+    description="What a webhook tells; CONNECTION_FAILED is sent as type `connection.failed`, "
+    "CONNECTOR_OUTAGE_STARTED as `connector.outage_started`, and so on.",
+)
+DeliveryState = strawberry.enum(domain.DeliveryState, name="DeliveryState")

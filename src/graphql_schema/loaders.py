@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -89,6 +90,28 @@ class Loaders:
     @cached_property
     def sync_activation(self) -> DataLoader[int, domain.SyncActivation | None]:
         return _batch(self.context, queries.sync_activations_by_id, None)
+
+    @cached_property
+    def connection_mute(self) -> DataLoader[int, domain.MuteState | None]:
+        return self._mutes(domain.MuteScope.CONNECTION)
+
+    @cached_property
+    def connector_mute(self) -> DataLoader[int, domain.MuteState | None]:
+        return self._mutes(domain.MuteScope.CONNECTOR)
+
+    @cached_property
+    def consumer_mute(self) -> DataLoader[int, domain.MuteState | None]:
+        return self._mutes(domain.MuteScope.CONSUMER)
+
+    def _mutes(self, scope: domain.MuteScope) -> DataLoader[int, domain.MuteState | None]:
+        async def fetch(session: AsyncSession, ids: list[int]) -> dict[int, domain.MuteState]:
+            return await queries.mute_states(session, scope, ids, datetime.now(UTC))
+
+        return _batch(self.context, fetch, None)
+
+    @cached_property
+    def connector_outage(self) -> DataLoader[int, domain.ConnectorOutage | None]:
+        return _batch(self.context, queries.outages_by_connector, None)
 
     @cached_property
     def consumer_active(self) -> DataLoader[int, bool]:

@@ -29,6 +29,7 @@ from graphql_schema.mutation_inputs import (
     UpdateConsumerInput,
     UpdateUseInput,
 )
+from graphql_schema.mutes import MuteMutation
 from graphql_schema.tokens import TokenMutation
 from graphql_schema.types import (
     ConnectionNode,
@@ -38,6 +39,7 @@ from graphql_schema.types import (
     SyncActivation,
     Use,
 )
+from graphql_schema.webhooks import WebhookMutation
 from graphql_schema.writes import camel, given, global_only, invalid, owned, required, write
 from store import commands, domain, library, queries
 from store.commands import UNSET, Unset
@@ -83,7 +85,7 @@ def resolve_template(
 
 
 @strawberry.type
-class Mutation(TokenMutation):
+class Mutation(TokenMutation, WebhookMutation, MuteMutation):
     @strawberry.mutation
     async def create_consumer(self, info: Info, input: CreateConsumerInput) -> Consumer:
         global_only(info, "consumers")

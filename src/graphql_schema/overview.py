@@ -8,8 +8,8 @@ import strawberry
 from strawberry.types.nodes import SelectedField, Selection
 
 from graphql_schema.context import Info
-from graphql_schema.types import Connector, Sync
-from store import domain
+from graphql_schema.types import Connector, ConnectorOutage, Sync
+from store import domain, queries
 
 
 @strawberry.type
@@ -69,6 +69,17 @@ class Overview:
     )
     active_syncs: int = strawberry.field(description="Active sync activations, all syncs.")
     syncs: list[SyncUsage]
+
+    @strawberry.field(
+        description="Connector outages going on now, the longest first: the providers that are "
+        "down, apart from the customers whose own credentials fail. Empty for a token limited "
+        "to one consumer (an outage counts every consumer's connections)."
+    )
+    async def outages(self, info: Info) -> list[ConnectorOutage]:
+        if info.context.viewer.consumer_id is not None:
+            return []
+        found = await info.context.read(queries.current_outages)
+        return [ConnectorOutage.from_record(outage) for outage in found]
 
     @classmethod
     def from_record(cls, record: domain.Overview) -> Overview:

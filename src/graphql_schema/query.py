@@ -34,6 +34,7 @@ from graphql_schema.types import (
     SyncActivation,
     Use,
 )
+from graphql_schema.webhooks import WebhookQuery
 from store import queries
 from store.filters import ConnectorFilter
 from store.pagination import Page
@@ -90,7 +91,7 @@ async def _listed(
 
 
 @strawberry.type
-class Query(TokenQuery, TemplateQuery):
+class Query(TokenQuery, TemplateQuery, WebhookQuery):
     @strawberry.field(description="The overview page: consumers, connections, connectors, syncs.")
     async def overview(self, info: Info) -> Overview:
         scope = info.context.viewer.consumers()

@@ -107,6 +107,50 @@ class Heartbeat:
     failure_when: list[FailureRule]
 
 
+MUTED_UNTIL = (
+    "Until when webhook events and the shipped alerts are silenced (a mute, or a maintenance "
+    "window of the catalog); null while not muted."
+)
+MUTE_REASON = "Why it is muted; null while not muted."
+
+
+@strawberry.type(description="How many of an outage's connections fail for one reason.")
+class OutageReason:
+    reason: domain.FailureReason
+    connections: int
+
+
+@strawberry.type(description="A connector's outage going on now.")
+class ConnectorOutage:
+    started_at: datetime
+    failing_connections: int = strawberry.field(
+        description="ACTIVE connections failing now for a reason other than AUTH or PERMISSION."
+    )
+    total_connections: int = strawberry.field(
+        description="ACTIVE, checked outbound connections of the connector."
+    )
+    reasons: list[OutageReason] = strawberry.field(description="Most connections first.")
+    _connector_id: strawberry.Private[int]
+
+    @classmethod
+    def from_record(cls, record: domain.ConnectorOutage) -> ConnectorOutage:
+        return cls(
+            started_at=record.started_at,
+            failing_connections=record.failing_connections,
+            total_connections=record.total_connections,
+            reasons=[
+                OutageReason(reason=r.reason, connections=r.connections) for r in record.reasons
+            ],
+            _connector_id=record.connector_id,
+        )
+
+    @strawberry.field
+    async def connector(self, info: Info) -> Connector:
+        record = await info.context.loaders.connector.load(self._connector_id)
+        assert record is not None
+        return Connector.from_record(record)
+
+
 @strawberry.type(description="A connector's OAuth2 app (its client secret is write-only).")
 class OAuth2App:
     token_url: str
@@ -136,6 +180,16 @@ class Consumer(relay.Node):
     @strawberry.field(description="At least one ACTIVE connection.")
     async def active(self, info: Info) -> bool:
         return await info.context.loaders.consumer_active.load(self._row_id)
+
+    @strawberry.field(description=MUTED_UNTIL)
+    async def muted_until(self, info: Info) -> datetime | None:
+        mute = await info.context.loaders.consumer_mute.load(self._row_id)
+        return None if mute is None else mute.muted_until
+
+    @strawberry.field(description=MUTE_REASON)
+    async def mute_reason(self, info: Info) -> str | None:
+        mute = await info.context.loaders.consumer_mute.load(self._row_id)
+        return None if mute is None else mute.reason
 
     @strawberry.field
     async def health(self, info: Info) -> domain.Health:
@@ -222,6 +276,27 @@ class Connector(relay.Node):
     @strawberry.field
     async def health(self, info: Info) -> domain.Health:
         return await info.context.loaders.connector_health.load(self._row_id)
+
+    @strawberry.field(
+        description="Its outage going on now: enough of its connections failing at once, for "
+        "reasons other than their own credentials, that the provider is down. Null: none, "
+        "and always for a token limited to one consumer (it counts every consumer's)."
+    )
+    async def outage(self, info: Info) -> ConnectorOutage | None:
+        if info.context.viewer.consumer_id is not None:
+            return None
+        outage = await info.context.loaders.connector_outage.load(self._row_id)
+        return None if outage is None else ConnectorOutage.from_record(outage)
+
+    @strawberry.field(description=MUTED_UNTIL)
+    async def muted_until(self, info: Info) -> datetime | None:
+        mute = await info.context.loaders.connector_mute.load(self._row_id)
+        return None if mute is None else mute.muted_until
+
+    @strawberry.field(description=MUTE_REASON)
+    async def mute_reason(self, info: Info) -> str | None:
+        mute = await info.context.loaders.connector_mute.load(self._row_id)
+        return None if mute is None else mute.reason
 
     @strawberry.field
     async def connections(
@@ -315,6 +390,19 @@ class ConnectionNode(relay.Node):
     @strawberry.field(description="Values of the heartbeat's {params.NAME} placeholders.")
     def params(self) -> JSON:
         return JSON(dict(self._record.params))
+
+    @strawberry.field(
+        description=MUTED_UNTIL + " A connection is silenced by its own mute, its connector's "
+        "or its consumer's: the one that ends last."
+    )
+    async def muted_until(self, info: Info) -> datetime | None:
+        mute = await info.context.loaders.connection_mute.load(self._row_id)
+        return None if mute is None else mute.muted_until
+
+    @strawberry.field(description=MUTE_REASON)
+    async def mute_reason(self, info: Info) -> str | None:
+        mute = await info.context.loaders.connection_mute.load(self._row_id)
+        return None if mute is None else mute.reason
 
     # The fields below resolve synchronously when the page primed their loaders
     # (`prime_connection_page`), lazily otherwise; `graphql_type` keeps the SDL as it was.

@@ -249,7 +249,6 @@ async def _scheduler_running(
             stop,
             on_changes=publish,
             observer=observer,
-            refresh_observer=observer,
             alongside=say_started(),
         )
 

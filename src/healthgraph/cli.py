@@ -194,7 +194,6 @@ async def _worker(settings: Settings) -> None:
             settings,
             on_changes=publish,
             observer=self_metrics,
-            refresh_observer=self_metrics,
             alongside=_worker_started(
                 _metrics_server(metrics, settings.host, settings.worker_metrics_port), tuning
             ),

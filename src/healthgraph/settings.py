@@ -20,6 +20,7 @@ from healthgraph.errors import SettingsError
 from store.crypto import KeyRing, KeyRingError, generate_key
 from store.engine import async_url, is_sqlite
 from store.errors import DatabaseUrlError
+from store.outages import OutageRules
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ _KEYS = (
     "WORKER_METRICS_PORT",
     "PROBE_PROCESSES",
     "RUNTIME_TUNING",
+    "OUTAGE_MIN_CONNECTIONS",
+    "OUTAGE_RATIO",
+    "OUTAGE_HOLD_SECONDS",
 )
 MAX_PROBE_PROCESSES = 64
 
@@ -63,6 +67,20 @@ class Settings:
     probe_processes: int = 0
     # The interpreter tuning of healthgraph.runtime (collector thresholds, switch interval).
     runtime_tuning: bool = True
+    # A connector is in outage when at least this many of its ACTIVE, checked connections
+    # exist and at least this share of them fail now for a reason other than AUTH/PERMISSION.
+    outage_min_connections: int = 5
+    outage_ratio: float = 0.5
+    # The longest a connection.failed webhook waits for an outage to show (store.dispatch).
+    outage_hold_seconds: float = 60.0
+
+    @property
+    def outage_rules(self) -> OutageRules:
+        return OutageRules(
+            min_connections=self.outage_min_connections,
+            ratio=self.outage_ratio,
+            hold_seconds=self.outage_hold_seconds,
+        )
 
     @property
     def base_url(self) -> str:
@@ -142,6 +160,16 @@ def _count(key: str, raw: Any, maximum: int) -> int:
     if not 0 <= count <= maximum:
         raise SettingsError(key, raw, f"expected a whole number 0..{maximum}")
     return count
+
+
+def _number(key: str, raw: Any, low: float, high: float, expected: str) -> float:
+    try:
+        number = float(str(raw).strip())
+    except ValueError:
+        number = float("nan")
+    if not low <= number <= high:  # NaN fails too
+        raise SettingsError(key, raw, f"expected a number {expected}")
+    return number
 
 
 def _list(raw: Any) -> tuple[str, ...]:
@@ -241,6 +269,28 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     if "PROBE_PROCESSES" in raw:
         values["probe_processes"] = _count(
             f"{PREFIX}PROBE_PROCESSES", raw["PROBE_PROCESSES"], MAX_PROBE_PROCESSES
+        )
+    if "OUTAGE_MIN_CONNECTIONS" in raw:
+        values["outage_min_connections"] = _count(
+            f"{PREFIX}OUTAGE_MIN_CONNECTIONS", raw["OUTAGE_MIN_CONNECTIONS"], 1_000_000
+        )
+        if values["outage_min_connections"] < 1:
+            raise SettingsError(
+                f"{PREFIX}OUTAGE_MIN_CONNECTIONS",
+                raw["OUTAGE_MIN_CONNECTIONS"],
+                "must be 1 or more",
+            )
+    if "OUTAGE_RATIO" in raw:
+        values["outage_ratio"] = _number(
+            f"{PREFIX}OUTAGE_RATIO", raw["OUTAGE_RATIO"], 0.0, 1.0, "more than 0 and at most 1"
+        )
+        if values["outage_ratio"] <= 0:
+            raise SettingsError(
+                f"{PREFIX}OUTAGE_RATIO", raw["OUTAGE_RATIO"], "expected more than 0 and at most 1"
+            )
+    if "OUTAGE_HOLD_SECONDS" in raw:
+        values["outage_hold_seconds"] = _number(
+            f"{PREFIX}OUTAGE_HOLD_SECONDS", raw["OUTAGE_HOLD_SECONDS"], 0.0, 3600.0, "0..3600"
         )
     if raw.get("PUBLIC_URL"):
         url = str(raw["PUBLIC_URL"]).strip()

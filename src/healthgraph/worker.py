@@ -23,18 +23,21 @@ from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from graphql_schema.links import LinkSigner
 from healthgraph.database import open_database
 from healthgraph.errors import HealthgraphError
 from healthgraph.logs import configure_logging
 from healthgraph.settings import Settings, load_settings
+from healthgraph.webhook_payload import payload_renderer
 from probes.pool import ProbeProcessConfig, ProbeProcesses
 from probes.scheduler import CheckObserver, CheckRunner, OnChanges, Scheduler, SchedulerConfig
 from probes.target import ProbeContext
 from probes.token_broker import RefreshObserver, TokenBroker
+from probes.webhook_worker import DeliveryObserver, WebhookWorker
 from store.engine import async_url
 from store.errors import StoreError
 from store.scheduling import MAX_WORKER_ID_LENGTH, release_stale_claims
@@ -42,6 +45,10 @@ from store.scheduling import MAX_WORKER_ID_LENGTH, release_stale_claims
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class WorkerObserver(CheckObserver, RefreshObserver, DeliveryObserver, Protocol):
+    """Told of every check, OAuth2 refresh and webhook delivery (exporter.self_metrics)."""
 
 
 class WorkerLockedError(HealthgraphError):
@@ -103,11 +110,10 @@ async def run_worker(
     *,
     on_changes: OnChanges | None = None,
     config: SchedulerConfig | None = None,
-    observer: CheckObserver | None = None,
-    refresh_observer: RefreshObserver | None = None,
+    observer: WorkerObserver | None = None,
     alongside: AbstractAsyncContextManager[object] | None = None,
 ) -> None:
-    """Run the scheduler until `stop` is set.
+    """Run the scheduler, and the webhook worker beside it, until `stop` is set.
 
     `alongside` (e.g. the self-metrics server) is entered once this process is sure to be the
     worker, so a refused second worker says why instead of tripping over a port.
@@ -119,9 +125,7 @@ async def run_worker(
     database_file = sqlite_path(settings)
     with sqlite_worker_lock(database_file) if database_file else _no_lock():
         async with alongside or contextlib.nullcontext():
-            await _run_scheduler(
-                settings, stop, on_changes, config, observer, refresh_observer, database_file
-            )
+            await _run_scheduler(settings, stop, on_changes, config, observer, database_file)
 
 
 async def _run_scheduler(
@@ -129,8 +133,7 @@ async def _run_scheduler(
     stop: asyncio.Event,
     on_changes: OnChanges | None,
     config: SchedulerConfig | None,
-    observer: CheckObserver | None,
-    refresh_observer: RefreshObserver | None,
+    observer: WorkerObserver | None,
     database_file: Path | None,
 ) -> None:
     key_ring = settings.key_ring()
@@ -160,7 +163,7 @@ async def _run_scheduler(
                         connections_per_origin=config.per_host_concurrency,
                         database_url=settings.database_url,
                     ),
-                    refresh_observer=refresh_observer,
+                    refresh_observer=observer,
                 )
                 run_check = (await stack.enter_async_context(processes)).check
             scheduler = Scheduler(
@@ -172,7 +175,18 @@ async def _run_scheduler(
                 on_changes=on_changes,
                 observer=observer,
                 run_check=run_check,
-                tokens=TokenBroker(database.sessions, key_ring, observer=refresh_observer),
+                tokens=TokenBroker(database.sessions, key_ring, observer=observer),
+            )
+            webhooks = WebhookWorker(
+                database.sessions,
+                context,
+                key_ring,
+                worker_id=scheduler.worker_id,
+                render=payload_renderer(
+                    LinkSigner(key_ring.derive("consumer-links")), settings.base_url
+                ),
+                rules=settings.outage_rules,
+                observer=observer,
             )
             log.info(
                 "healthgraph worker %s started on %s, probing in %s",
@@ -182,7 +196,8 @@ async def _run_scheduler(
                 if settings.probe_processes
                 else "this process",
             )
-            await scheduler.run(stop)
+            # Side by side, never in each other's way: a webhook never delays a check.
+            await asyncio.gather(scheduler.run(stop), webhooks.run(stop))
     finally:
         await database.close()
 
@@ -215,8 +230,7 @@ async def run_until_signalled(
     *,
     config: SchedulerConfig | None = None,
     on_changes: OnChanges | None = None,
-    observer: CheckObserver | None = None,
-    refresh_observer: RefreshObserver | None = None,
+    observer: WorkerObserver | None = None,
     alongside: AbstractAsyncContextManager[object] | None = None,
 ) -> None:
     """`run_worker` until SIGTERM or SIGINT, then stop cleanly (for `healthgraph worker`)."""
@@ -231,7 +245,6 @@ async def run_until_signalled(
             config=config,
             on_changes=on_changes,
             observer=observer,
-            refresh_observer=refresh_observer,
             alongside=alongside,
         )
     finally:

@@ -16,10 +16,13 @@ from store.models import (
     ConnectionRow,
     ConnectorRow,
     ConsumerRow,
+    MuteRow,
     SyncActivationRow,
     SyncRow,
     UseKindRow,
+    WebhookEndpointRow,
 )
+from store.mutes import mute_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,10 @@ class StoredCatalog:
     connectors: tuple[StoredConnector, ...]
     consumers: tuple[StoredConsumer, ...]
     syncs: tuple[StoredSync, ...]
+    # The catalog's own: the endpoints it made (with a secret reference; those made over the
+    # API are the API's), and its maintenance windows.
+    webhooks: tuple[domain.WebhookEndpoint, ...] = ()
+    maintenance: tuple[domain.Mute, ...] = ()
 
 
 async def load_catalog(session: AsyncSession) -> StoredCatalog:
@@ -103,7 +110,17 @@ async def load_catalog(session: AsyncSession) -> StoredCatalog:
         await session.scalars(select(SyncActivationRow).order_by(SyncActivationRow.id))
     )
     use_kind_rows = await session.scalars(select(UseKindRow).order_by(UseKindRow.kind))
+    endpoint_rows = await session.scalars(
+        select(WebhookEndpointRow)
+        .where(WebhookEndpointRow.consumer_id.is_(None), WebhookEndpointRow.secret_ref.is_not(None))
+        .order_by(WebhookEndpointRow.id)
+    )
+    window_rows = await session.scalars(
+        select(MuteRow).where(MuteRow.from_catalog.is_(True)).order_by(MuteRow.id)
+    )
     return StoredCatalog(
+        webhooks=tuple(records.webhook_endpoint(row) for row in endpoint_rows),
+        maintenance=tuple(mute_of(row) for row in window_rows),
         use_kinds=tuple(domain.UseKind(kind=row.kind, label=row.label) for row in use_kind_rows),
         connectors=tuple(
             StoredConnector(

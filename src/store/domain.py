@@ -84,6 +84,30 @@ class ProbeKind(enum.StrEnum):
     TLS = "tls"
 
 
+class WebhookEventType(enum.StrEnum):
+    """What a webhook tells; the values are the `type` of the JSON sent."""
+
+    CONNECTION_FAILED = "connection.failed"
+    CONNECTION_RECOVERED = "connection.recovered"
+    CONNECTION_AUTH_FAILED = "connection.auth_failed"
+    USE_FAILED = "use.failed"
+    USE_RECOVERED = "use.recovered"
+    CONNECTOR_OUTAGE_STARTED = "connector.outage_started"
+    CONNECTOR_OUTAGE_ENDED = "connector.outage_ended"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "PENDING"  # not yet answered with a 2xx; retried with backoff
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"  # given up (too old, or its endpoint was disabled)
+
+
+class MuteScope(enum.StrEnum):
+    CONNECTION = "CONNECTION"
+    CONNECTOR = "CONNECTOR"
+    CONSUMER = "CONSUMER"
+
+
 SYNC_STEPS: tuple[SyncStep, ...] = (SyncStep.CONNECTION, SyncStep.MAPPING, SyncStep.CONFIGURATION)
 
 
@@ -398,3 +422,74 @@ class StatusChange:
     new_status: ConnectionStatus
     old_state: ConnectionState
     new_state: ConnectionState
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    id: int
+    url: str
+    events: tuple[WebhookEventType, ...] | None  # None: every event, present and future
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    consumer_id: int | None  # set: only that consumer's events (made with a consumer's token)
+    failing_since: datetime | None
+    last_delivered_at: datetime | None
+    created_at: datetime
+    secret_ref: dict[str, Any] | None = None  # the catalog's {secret_env: X}, never the secret
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event on its way to one endpoint."""
+
+    id: int
+    endpoint_id: int
+    event_id: int
+    event_type: WebhookEventType
+    state: DeliveryState
+    attempts: int
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_response_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutageReason:
+    reason: FailureReason
+    connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorOutage:
+    """Enough of a connector's connections failing at once, for reasons other than their own
+    credentials, that the provider is down, not each customer."""
+
+    connector_id: int
+    started_at: datetime
+    ended_at: datetime | None
+    failing_connections: int
+    total_connections: int
+    reasons: tuple[OutageReason, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mute:
+    id: int
+    scope: MuteScope
+    target_id: int
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    from_catalog: bool  # a maintenance window of the catalog, not a mute set over the API
+
+
+@dataclass(frozen=True, slots=True)
+class MuteState:
+    """What silences a connection, connector or consumer now: the mute that ends last."""
+
+    muted_until: datetime
+    reason: str

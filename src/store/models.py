@@ -32,8 +32,10 @@ from store.domain import (
     SYNC_STEPS,
     ConnectionState,
     ConnectionStatus,
+    DeliveryState,
     Direction,
     FailureReason,
+    MuteScope,
     SyncStep,
     TokenScope,
     UseStatus,
@@ -211,6 +213,10 @@ class ConnectionRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     # notAfter of the certificate the last TLS/HTTPS check saw.
     tls_cert_expires_at: Mapped[datetime | None]
+    # Whether webhook subscribers were last told this connection is failing: a recovery is
+    # told only after a failure was, and the end of an outage or a mute tells what changed
+    # meanwhile (store.webhooks.dispatch).
+    announced_failing: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     consumer: Mapped[ConsumerRow] = relationship(back_populates="connections")
     connector: Mapped[ConnectorRow] = relationship()
@@ -393,3 +399,127 @@ class ApiTokenRow(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class WebhookEndpointRow(Base):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    # Event types sent; NULL: all of them, including types added later.
+    events: Mapped[list[str] | None] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # An endpoint made with a consumer's token hears that consumer's events only.
+    consumer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("consumers.id", ondelete="CASCADE"), index=True
+    )
+    # The signing secret (whsec_...), only ever stored Fernet-encrypted. After a rotation the
+    # previous one keeps signing beside it for a while, so receivers can switch over.
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None]
+    # The catalog's reference ({secret_env: X}) for an endpoint the catalog made.
+    secret_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    failing_since: Mapped[datetime | None]
+    last_delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookEventRow(Base):
+    """The outbox: one row per transition, written in the transaction that made it.
+
+    `dispatched_at` is NULL until the dispatcher has decided whom to tell (no one when muted,
+    held by an outage or already told) and written a delivery per endpoint. No foreign keys:
+    an event outlives the connection it is about, and `data` is its snapshot.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_dispatch", "dispatched_at", "id"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    occurred_at: Mapped[datetime]
+    connection_id: Mapped[int | None] = mapped_column(Integer)
+    connector_id: Mapped[int | None] = mapped_column(Integer)
+    consumer_id: Mapped[int | None] = mapped_column(Integer)
+    use_id: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dispatched_at: Mapped[datetime | None]
+    # Why nobody was told: muted, outage, already_told, not_told.
+    suppressed_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class WebhookDeliveryRow(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # The sender's scan: what is pending and due, oldest first.
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="CASCADE"), index=True
+    )
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    state: Mapped[DeliveryState] = mapped_column(
+        _enum(DeliveryState), default=DeliveryState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A sender's claim, as on connections: until the lease expires no other sender takes it.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+
+class ConnectorOutageRow(Base):
+    """One outage of a connector, open while `ended_at` is NULL."""
+
+    __tablename__ = "connector_outages"
+    __table_args__ = (Index("ix_connector_outages_connector", "connector_id", "ended_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connector_id: Mapped[int] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    failing_connections: Mapped[int] = mapped_column(Integer)
+    total_connections: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)  # reason -> connections
+
+
+class MuteRow(Base):
+    """A mute (over the API) or a maintenance window (from the catalog) of one connection,
+    connector or consumer, from `starts_at` until `ends_at`."""
+
+    __tablename__ = "mutes"
+    __table_args__ = (Index("ix_mutes_ends_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[MuteScope] = mapped_column(_enum(MuteScope))
+    connection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), index=True
+    )
+    connector_id: Mapped[int | None] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    consumer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("consumers.id", ondelete="CASCADE"), index=True
+    )
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    from_catalog: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set once the dispatcher has told what changed while it held (store.webhooks.dispatch).
+    settled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

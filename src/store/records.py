@@ -21,6 +21,8 @@ from store.models import (
     SyncActivationRow,
     SyncRow,
     UseRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
 )
 
 
@@ -211,4 +213,39 @@ def check(row: CheckRow) -> domain.Check:
         latency_ms=row.latency_ms,
         http_status=row.http_status,
         error=row.error,
+    )
+
+
+def webhook_endpoint(row: WebhookEndpointRow | Row[Any]) -> domain.WebhookEndpoint:
+    return domain.WebhookEndpoint(
+        id=row.id,
+        url=row.url,
+        events=None
+        if row.events is None
+        else tuple(domain.WebhookEventType(kind) for kind in row.events),
+        description=row.description,
+        enabled=row.enabled,
+        disabled_reason=row.disabled_reason,
+        consumer_id=row.consumer_id,
+        failing_since=row.failing_since,
+        last_delivered_at=row.last_delivered_at,
+        created_at=row.created_at,
+        secret_ref=row.secret_ref,
+    )
+
+
+def webhook_delivery(row: WebhookDeliveryRow | Row[Any], event_type: str) -> domain.WebhookDelivery:
+    return domain.WebhookDelivery(
+        id=row.id,
+        endpoint_id=row.endpoint_id,
+        event_id=row.event_id,
+        event_type=domain.WebhookEventType(event_type),
+        state=row.state,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_attempt_at=row.last_attempt_at,
+        last_response_status=row.last_response_status,
+        last_error=row.last_error,
+        delivered_at=row.delivered_at,
+        created_at=row.created_at,
     )

@@ -46,6 +46,7 @@ from store.domain import (
 from store.engine import begin_writing
 from store.heartbeat import merge
 from store.models import CheckRow, ConnectionRow, ConnectorRow, ConsumerRow
+from store.outbox import record_connection_events
 
 Jitter = Callable[[int], float]
 """Seconds to add to a connection's next due time, given its interval (spreads the load)."""
@@ -480,7 +481,7 @@ async def _write(
             ],
         )
     await connection.execute(insert(_CHECKS), history)
-    return [
+    changes = [
         StatusChange(
             connection_id=connection_id,
             old_status=before[connection_id].status,
@@ -490,6 +491,12 @@ async def _write(
         )
         for connection_id in changed
     ]
+    if changes:
+        # In this transaction: the event is stored exactly when the change is.
+        await record_connection_events(
+            connection, changes, max(last[change.connection_id].checked_at for change in changes)
+        )
+    return changes
 
 
 def _update_statement(fields_: Sequence[str], owner: str | None) -> Update:

@@ -60,6 +60,12 @@ def int_in_range(field: str, value: object, low: int, high: int) -> int:
     return value
 
 
+def boolean(field: str, value: object) -> bool:
+    if type(value) is not bool:
+        raise ValidationError(field, value, f"expected true or false, got {type(value).__name__}")
+    return value
+
+
 def interval(value: object) -> int:
     return int_in_range(
         "check_interval_seconds", value, MIN_CHECK_INTERVAL_SECONDS, MAX_CHECK_INTERVAL_SECONDS

@@ -17,6 +17,11 @@ from collections.abc import Mapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from healthgraph.catalog.applier import Applier, ApplyReport, RememberedPolicy, differences
+from healthgraph.catalog.apply_alerting import (
+    apply_maintenance,
+    apply_webhooks,
+    resolve_webhook_secrets,
+)
 from healthgraph.catalog.apply_consumers import apply_consumer
 from healthgraph.catalog.apply_syncs import apply_sync
 from healthgraph.catalog.entries import CatalogSpec, ConnectorSpec
@@ -32,8 +37,10 @@ __all__ = ["ApplyReport", "apply_catalog", "needs_key_ring"]
 
 def needs_key_ring(spec: CatalogSpec) -> bool:
     """Whether applying `spec` stores a secret (credentials, a client secret)."""
-    return any(c.client_secret_ref for c in spec.connectors) or any(
-        c.credentials for consumer in spec.consumers for c in consumer.connections
+    return (
+        bool(spec.webhooks)
+        or any(c.client_secret_ref for c in spec.connectors)
+        or any(c.credentials for consumer in spec.consumers for c in consumer.connections)
     )
 
 
@@ -59,6 +66,7 @@ async def apply_catalog(
         () if prune else (c.external_id for c in stored.consumers),
     )
     secrets, client_secrets = _resolve_secrets(spec, source, key_ring, environ)
+    webhook_secrets = resolve_webhook_secrets(spec, source, key_ring, environ)
     applier = Applier(
         session, source, RememberedPolicy(outbound), key_ring, secrets, client_secrets
     )
@@ -74,6 +82,8 @@ async def apply_catalog(
     syncs = {s.name: s for s in stored.syncs}
     for index, sync in enumerate(spec.syncs):
         await apply_sync(applier, f"syncs[{index}]", sync, syncs, prune)
+    await apply_webhooks(applier, spec, stored, webhook_secrets, prune)
+    await apply_maintenance(applier, spec)
     if prune:
         await _prune(applier, spec, stored)
     if applier.problems:

@@ -4,9 +4,10 @@ the store's to accept or refuse)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from store.domain import ConnectionState, Direction, SyncStep
+from store.domain import ConnectionState, Direction, MuteScope, SyncStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +71,27 @@ class SyncSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookSpec:
+    url: str  # the catalog's endpoints are told apart by their URL
+    events: tuple[str, ...] | None  # None: every event
+    description: str | None
+    secret_ref: dict[str, str]  # {secret_env: X} or {secret_file: path}, never the secret
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceSpec:
+    scope: MuteScope
+    target: tuple[str, ...]  # (slug,), (external_id,) or (consumer external_id, name)
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogSpec:
     use_kinds: tuple[UseKindSpec, ...] = ()
     connectors: tuple[ConnectorSpec, ...] = ()
     consumers: tuple[ConsumerSpec, ...] = ()
     syncs: tuple[SyncSpec, ...] = ()
+    webhooks: tuple[WebhookSpec, ...] = ()
+    maintenance: tuple[MaintenanceSpec, ...] = ()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import library
 from store.catalog import StoredCatalog, StoredConnection, StoredConnector, load_catalog
-from store.domain import Direction
+from store.domain import Direction, Mute, MuteScope
 from store.validation import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
 
 
@@ -52,6 +52,49 @@ def catalog_document(catalog: StoredCatalog) -> dict[str, Any]:
             }
             for sync in catalog.syncs
         ],
+        **_alerting(catalog),
+    }
+
+
+def _alerting(catalog: StoredCatalog) -> dict[str, Any]:
+    """`webhooks` and `maintenance`, when there are any (older files had neither)."""
+    out: dict[str, Any] = {}
+    if catalog.webhooks:
+        out["webhooks"] = [
+            {
+                "url": endpoint.url,
+                **({"events": [e.value for e in endpoint.events]} if endpoint.events else {}),
+                **({"description": endpoint.description} if endpoint.description else {}),
+                **(endpoint.secret_ref or {}),
+            }
+            for endpoint in catalog.webhooks
+        ]
+    if catalog.maintenance:
+        out["maintenance"] = [_window(catalog, window) for window in catalog.maintenance]
+    return out
+
+
+def _window(catalog: StoredCatalog, window: Mute) -> dict[str, Any]:
+    target: dict[str, Any]
+    if window.scope is MuteScope.CONNECTOR:
+        slug = next(
+            c.connector.slug for c in catalog.connectors if c.connector.id == window.target_id
+        )
+        target = {"connector": slug}
+    elif window.scope is MuteScope.CONSUMER:
+        target = {
+            "consumer": next(c.external_id for c in catalog.consumers if c.id == window.target_id)
+        }
+    else:
+        consumer, connection = next(
+            (c, k) for c in catalog.consumers for k in c.connections if k.id == window.target_id
+        )
+        target = {"connection": {"consumer": consumer.external_id, "name": connection.name}}
+    return {
+        **target,
+        "from": window.starts_at.isoformat().replace("+00:00", "Z"),
+        "until": window.ends_at.isoformat().replace("+00:00", "Z"),
+        "reason": window.reason,
     }
 
 

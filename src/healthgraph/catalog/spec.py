@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from healthgraph.catalog import sections
+from healthgraph.catalog import sections, sections_alerting
 from healthgraph.catalog.entries import (
     ActivationSpec,
     CatalogSpec,
@@ -62,7 +62,12 @@ def parse_catalog(text: str, source: str) -> CatalogSpec:
     reader = Reader(source)
     if document is None:
         document = {}
-    top = reader.mapping(document, "", (), ("use_kinds", "connectors", "consumers", "syncs"))
+    top = reader.mapping(
+        document,
+        "",
+        (),
+        ("use_kinds", "connectors", "consumers", "syncs", "webhooks", "maintenance"),
+    )
     if top is None:
         raise CatalogError(reader.problems)
     spec = CatalogSpec(
@@ -70,8 +75,11 @@ def parse_catalog(text: str, source: str) -> CatalogSpec:
         connectors=tuple(sections.connectors(reader, top)),
         consumers=tuple(sections.consumers(reader, top)),
         syncs=tuple(sections.syncs(reader, top)),
+        webhooks=tuple(sections_alerting.webhooks(reader, top)),
+        maintenance=tuple(sections_alerting.maintenance(reader, top)),
     )
     sections.check_duplicates(reader, spec)
+    sections_alerting.check_duplicates(reader, spec)
     if reader.problems:
         raise CatalogError(reader.problems)
     return spec

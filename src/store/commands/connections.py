@@ -14,10 +14,11 @@ from store.commands.base import UNSET, Unset, assign, ensure_free, get_row, savi
 from store.commands.heartbeats import check_connection_targets, connection_heartbeat, params
 from store.credentials import CredentialKind, validate_secret
 from store.crypto import KeyRing
-from store.domain import ConnectionState, ConnectionStatus, Direction
+from store.domain import ConnectionState, ConnectionStatus, Direction, StatusChange
 from store.errors import ConflictError, ValidationError
 from store.models import CheckRow, ConnectionRow, ConnectorRow, ConsumerRow, utcnow
 from store.outbound import OutboundPolicy
+from store.outbox import record_connection_events
 from store.validation import DEFAULT_CHECK_INTERVAL_SECONDS, DEFAULT_FAILURE_THRESHOLD
 
 _NO_HEARTBEAT: Mapping[str, Any] = MappingProxyType({})
@@ -203,6 +204,7 @@ async def update_connection(
             values=values.get("params", row.params),
             outbound=outbound,
         )
+    old_state = row.state
     async with saving(session, check):
         changed = assign(row, values)
         now = utcnow()
@@ -211,7 +213,27 @@ async def update_connection(
         if changed & _PROBE_SETTINGS:
             # Check the new settings promptly instead of after the old interval.
             row.next_check_at = first_due(row.direction, row.check_interval_seconds, now)
+    if "state" in changed:
+        await _record_change(session, row, row.status, old_state, now)
     return records.connection(row)
+
+
+async def _record_change(
+    session: AsyncSession,
+    row: ConnectionRow,
+    old_status: ConnectionStatus,
+    old_state: ConnectionState,
+    at: datetime,
+) -> None:
+    """The webhook event of a change made by a command, in its transaction (store.outbox)."""
+    change = StatusChange(
+        connection_id=row.id,
+        old_status=old_status,
+        new_status=row.status,
+        old_state=old_state,
+        new_state=row.state,
+    )
+    await record_connection_events(await session.connection(), [change], at)
 
 
 async def delete_connection(session: AsyncSession, connection_id: int) -> domain.Connection:
@@ -352,6 +374,7 @@ async def record_inbound_heartbeat(
             connection_id,
             f"connection {connection_id} is outbound; it is probed, not pushed to",
         )
+    old_status = row.status
     async with saving(session):
         row.status = ConnectionStatus.CONNECTED
         row.last_checked_at = row.last_success_at = at
@@ -359,4 +382,5 @@ async def record_inbound_heartbeat(
         row.consecutive_failures = 0
         row.next_check_at = at + timedelta(seconds=row.check_interval_seconds)
         session.add(CheckRow(connection_id=row.id, checked_at=at, success=True))
+    await _record_change(session, row, old_status, row.state, at)
     return records.connection(row)

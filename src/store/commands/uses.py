@@ -14,6 +14,7 @@ from store.commands.base import UNSET, Unset, assign, count_rows, ensure_free, g
 from store.domain import UseStatus
 from store.errors import ConflictError, NotFoundError, ValidationError
 from store.models import ConnectionRow, UseKindRow, UseRow
+from store.outbox import record_use_event
 from store.validation import MAX_KEY_LENGTH, MAX_TEXT_LENGTH
 
 
@@ -137,11 +138,14 @@ async def report_use_run(
     """Record how a run of the use went, as reported by the app that runs it."""
     at = validation.aware("at", at)
     row, label = await _get_use(session, use_id)
+    old_status = row.status
     async with saving(session):
         row.status = UseStatus.HEALTHY if success else UseStatus.FAILED
         row.last_run_at = at
         # The reporter's text is shown in tables and exports: keep it bounded.
         row.last_error = None if success or error is None else error[:MAX_TEXT_LENGTH]
+    # In this transaction: the event is stored exactly when the run is (store.outbox).
+    await record_use_event(await session.connection(), row, old_status, at)
     return records.use(row, label)
 
 

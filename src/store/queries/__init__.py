@@ -7,6 +7,7 @@ module per job: filters as SQL (`conditions`), top-level pages (`lists`), lookup
 the overview (`overview_page`).
 """
 
+from store.queries.attention import current_outages, mute_states, outages_by_connector
 from store.queries.checks import (
     count_checks,
     list_checks,
@@ -49,6 +50,7 @@ from store.queries.lists import (
     list_uses,
 )
 from store.queries.lookups import (
+    connection_ids_by_name,
     connections_by_id,
     connectors_by_id,
     connectors_by_slug,
@@ -85,6 +87,7 @@ __all__ = [
     "SyncMasks",
     "activations_per_parent",
     "connection_conditions",
+    "connection_ids_by_name",
     "connections_by_id",
     "connections_per_parent",
     "connector_conditions",
@@ -109,6 +112,7 @@ __all__ = [
     "count_uses",
     "count_uses_per_connection",
     "count_where",
+    "current_outages",
     "in_values",
     "list_checks",
     "list_connections",
@@ -118,6 +122,8 @@ __all__ = [
     "list_sync_activations",
     "list_syncs",
     "list_uses",
+    "mute_states",
+    "outages_by_connector",
     "overview",
     "overview_concurrently",
     "overview_on_pool",

@@ -127,3 +127,22 @@ async def required_connector_ids(
 async def use_kinds(session: AsyncSession) -> tuple[domain.UseKind, ...]:
     rows = await session.scalars(select(UseKindRow).order_by(UseKindRow.kind))
     return tuple(domain.UseKind(kind=row.kind, label=row.label) for row in rows)
+
+
+async def connection_ids_by_name(
+    session: AsyncSession, names: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    """The id of each connection named (consumer id, connection name) that exists."""
+    wanted = set(names)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(ConnectionRow.consumer_id, ConnectionRow.name, ConnectionRow.id).where(
+            ConnectionRow.consumer_id.in_(sorted({consumer for consumer, _ in wanted}))
+        )
+    )
+    return {
+        (consumer, name): connection_id
+        for consumer, name, connection_id in rows
+        if (consumer, name) in wanted
+    }
