@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,6 +33,7 @@ from store.deliveries import (
     DeliveryPolicy,
     DueDelivery,
     claim_due_deliveries,
+    prune_history,
     record_attempts,
 )
 from store.dispatch import dispatch_events
@@ -57,6 +59,8 @@ class WebhookConfig:
     lease_seconds: float = 60.0  # many times the 10 s a delivery may take
     record_every_seconds: float = 0.1
     timeout_seconds: float = WEBHOOK_TIMEOUT_SECONDS  # any 2xx within it is delivered
+    retention: timedelta = timedelta(days=7)  # told events and ended mutes kept this long
+    prune_every_seconds: float = 600.0
 
 
 class WebhookWorker:
@@ -92,6 +96,7 @@ class WebhookWorker:
         """Until `stop` is set; deliveries in flight then finish (within their timeout) and
         are recorded."""
         sending: set[asyncio.Task[None]] = set()
+        next_prune = time.monotonic()
         finishing = asyncio.Event()
         recorder = asyncio.create_task(self._record_loop(finishing))
         try:
@@ -99,6 +104,9 @@ class WebhookWorker:
                 try:
                     await self._dispatch()
                     started = await self._start_due(sending)
+                    if time.monotonic() >= next_prune:
+                        next_prune = time.monotonic() + self.config.prune_every_seconds
+                        await self._prune()
                 except Exception:  # a bug here must never stop the checks beside it
                     log.exception("webhooks: the delivery loop failed; trying again shortly")
                     started = 0
@@ -112,6 +120,18 @@ class WebhookWorker:
             # Not cancelled: a write cut off midway would lose the attempts it carried.
             await asyncio.gather(recorder, return_exceptions=True)
             await self._record()
+
+    async def _prune(self) -> None:
+        try:
+            async with self._sessions.begin() as session:
+                deleted = await prune_history(
+                    session, older_than=self._clock() - self.config.retention
+                )
+        except DATABASE_ERRORS as exc:
+            log.warning("webhooks: cannot prune history (%s)", describe(exc))
+            return
+        if deleted:
+            log.info("webhooks: pruned %d old events and mutes", deleted)
 
     async def _dispatch(self) -> None:
         try:

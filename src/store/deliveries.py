@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.domain import DeliveryState
 from store.engine import begin_writing
-from store.models import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
+from store.models import MuteRow, WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from store.validation import MAX_TEXT_LENGTH
 
 _DELIVERIES = cast(Table, WebhookDeliveryRow.__table__)
@@ -369,3 +369,19 @@ async def backlog(session: AsyncSession, now: datetime) -> Backlog:
     oldest = [moment for moment in (oldest_event, oldest_delivery) if moment is not None]
     age = max(0.0, (now - min(oldest)).total_seconds()) if oldest else 0.0
     return Backlog(pending=int(events) + int(deliveries), oldest_age_seconds=age)
+
+
+async def prune_history(session: AsyncSession, *, older_than: datetime) -> int:
+    """Delete events told (or silenced) before `older_than` with no delivery still pending,
+    their deliveries with them, and mutes that ended and were settled before it; rows deleted.
+    """
+    connection = await begin_writing(session)
+    pending = select(_DELIVERIES.c.event_id).where(_DELIVERIES.c.state == DeliveryState.PENDING)
+    events = await connection.execute(
+        delete(_EVENTS).where(_EVENTS.c.dispatched_at < older_than, _EVENTS.c.id.not_in(pending))
+    )
+    mutes = cast(Table, MuteRow.__table__)
+    ended = await connection.execute(
+        delete(mutes).where(mutes.c.ends_at < older_than, mutes.c.settled_at.is_not(None))
+    )
+    return int(events.rowcount) + int(ended.rowcount)

@@ -17,11 +17,13 @@ from store import commands
 from store.commands.mutes import Window, mute, set_maintenance_windows, unmute
 from store.commands.webhooks import create_webhook_endpoint
 from store.crypto import KeyRing, generate_key
+from store.deliveries import prune_history
 from store.dispatch import dispatch_events
 from store.domain import (
     CheckOutcome,
     ConnectionState,
     ConnectionStatus,
+    DeliveryState,
     FailureReason,
     MuteScope,
     UseStatus,
@@ -400,3 +402,31 @@ async def test_a_change_that_rolls_back_leaves_no_event(world: World) -> None:
         row = await session.get(ConnectionRow, world.connection_ids["b0"])
         assert row is not None
         assert (row.state, row.status) == (ConnectionState.ACTIVE, ConnectionStatus.CONNECTED)
+
+
+async def test_history_is_pruned_but_never_an_event_still_on_its_way(world: World) -> None:
+    await world.endpoint()
+    async with world.db.sessions.begin() as session:
+        await mute(
+            session,
+            MuteScope.CONNECTION,
+            world.connection_ids["b1"],
+            until=T0 + timedelta(minutes=1),
+            reason="x",
+            now=T0 - timedelta(seconds=1),
+        )
+    await world.check([("b0", failed(T0, FailureReason.AUTH)), ("b1", failed(T0))])
+    await world.dispatch(T0 + timedelta(minutes=2))  # b1 silenced; the mute ends, b1 told
+    later = T0 + timedelta(days=30)
+    async with world.db.sessions.begin() as session:
+        assert await prune_history(session, older_than=later) == 2  # one silenced event, the mute
+    assert [(kind, name) for kind, name, _ in await world.events()] == [
+        ("connection.auth_failed", "b0"),
+        ("connection.failed", "b1"),
+    ]
+    async with world.db.sessions.begin() as session:
+        for row in await session.scalars(select(WebhookDeliveryRow)):
+            row.state = DeliveryState.DELIVERED
+    async with world.db.sessions.begin() as session:
+        assert await prune_history(session, older_than=later) == 2
+    assert (await world.events(), await world.told()) == ([], [])

@@ -1,0 +1,191 @@
+"""Webhooks under real processes: `kill -9` of `serve` between a connection's failure and its
+delivery loses nothing (the event was committed with the failure), and three PostgreSQL
+workers share 1,000 events so that each reaches the receiver exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
+
+from healthgraph.database import Database, open_database
+from store import commands
+from store.commands.webhooks import create_webhook_endpoint
+from store.crypto import KeyRing
+from store.domain import ConnectionState
+from store.engine import create_engine
+from store.migrate import upgrade_database
+from store.models import WebhookEventRow
+from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.faults.conftest import KEY, Service
+from tests.outbound import LOOPBACK_OUTBOUND
+from tests.waiting import wait_until
+from tests.webhook_receiver import Receiver
+
+Start = Callable[..., Awaitable[Service]]
+
+
+async def _endpoint(database: Database, url: str) -> str:
+    async with database.sessions.begin() as session:
+        _, secret = await create_webhook_endpoint(
+            session,
+            url=url,
+            events=None,
+            description=None,
+            consumer_id=None,
+            outbound=LOOPBACK_OUTBOUND,
+            key_ring=KeyRing([KEY]),
+        )
+    return secret
+
+
+async def _failing_target() -> TestServer:
+    async def broken(_request: web.Request) -> web.Response:
+        return web.Response(status=500, text="upstream broken")
+
+    app = web.Application()
+    app.router.add_get("/health", broken)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def _events(database: Database) -> int:
+    async with database.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(WebhookEventRow)) or 0)
+
+
+async def test_kill_9_between_the_failure_and_its_delivery_loses_nothing(
+    tmp_path: Path, services: Start
+) -> None:
+    url = f"sqlite:///{tmp_path / 'healthgraph.db'}"
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    await engine.dispose()
+    target = await _failing_target()
+    receiver = await Receiver("").start()
+    database = await open_database(url)
+    try:
+        async with database.sessions.begin() as session:
+            consumer = await commands.create_consumer(session, external_id="acme", name="Acme")
+            connector = await commands.create_connector(
+                session,
+                slug="books",
+                name="Books",
+                category="accounting",
+                heartbeat={"url": str(target.make_url("/health"))},
+                outbound=LOOPBACK_OUTBOUND,
+            )
+            await commands.create_connection(
+                session,
+                consumer_id=consumer.id,
+                connector_id=connector.id,
+                name="Acme Books",
+                state=ConnectionState.ACTIVE,
+                check_interval_seconds=600,
+                outbound=LOOPBACK_OUTBOUND,
+            )
+        receiver.secret = await _endpoint(database, receiver.url)
+        # The failure is held for a minute (an outage might show): kill -9 meanwhile.
+        serve = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="60")
+        await wait_until(lambda: _has_events(database), 30, "the failure's event committed")
+        serve.process.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(serve.process.wait(), 10) == -signal.SIGKILL
+        assert receiver.requests == 0
+
+        restarted = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
+        await restarted.wait_ready()
+        await wait_until(lambda: _received(receiver, 1), 30, "the event after the restart")
+        await asyncio.sleep(2)  # nothing more follows
+        (item,) = receiver.received
+        assert (item.type, item.body["data"]["connection"]["name"]) == (
+            "connection.failed",
+            "Acme Books",
+        )
+        assert item.body["data"]["connection"]["last_error"].startswith("HTTP 500")
+        assert receiver.refused == []
+        await restarted.stop()
+    finally:
+        await database.close()
+        await receiver.close()
+        await target.close()
+
+
+async def _has_events(database: Database) -> bool:
+    return await _events(database) > 0
+
+
+async def _received(receiver: Receiver, count: int) -> bool:
+    return len(receiver.received) >= count
+
+
+@pytest.fixture
+async def postgres() -> AsyncIterator[str]:
+    url = await create_postgres_database()
+    engine = create_engine(url)
+    try:
+        await upgrade_database(engine)
+    finally:
+        await engine.dispose()
+    try:
+        yield url
+    finally:
+        await drop_postgres_database(url)
+
+
+async def test_three_postgresql_workers_deliver_1000_events_once_each(
+    postgres: str, services: Start
+) -> None:
+    receiver = await Receiver("").start()
+    database = await open_database(postgres, upgrade_embedded=False)
+    try:
+        receiver.secret = await _endpoint(database, receiver.url)
+        async with database.sessions.begin() as session:
+            consumer = await commands.create_consumer(session, external_id="acme", name="Acme")
+            connector = await commands.create_connector(
+                session,
+                slug="books",
+                name="Books",
+                category="accounting",
+                heartbeat={"url": "https://books.example/health"},
+                outbound=LOOPBACK_OUTBOUND,
+            )
+            connection = await commands.create_connection(
+                session,
+                consumer_id=consumer.id,
+                connector_id=connector.id,
+                name="Acme Books",
+                state=ConnectionState.PENDING,  # never probed: only the use events flow
+                outbound=LOOPBACK_OUTBOUND,
+            )
+            await commands.upsert_use_kind(session, kind="hypersync", label="Hypersyncs")
+            uses = [
+                await commands.create_use(
+                    session, connection_id=connection.id, kind="hypersync", name=f"sync {n}"
+                )
+                for n in range(1000)
+            ]
+            now = datetime.now(UTC)
+            for use in uses:  # 1,000 use.failed events, in this one transaction
+                await commands.report_use_run(session, use.id, success=False, error="x", at=now)
+        assert await _events(database) == 1000
+        workers = [await services(postgres, "worker") for _ in range(3)]
+        for worker in workers:
+            await worker.wait_ready()
+        await wait_until(lambda: _received(receiver, 1000), 120, "1,000 deliveries")
+        await asyncio.sleep(3)  # a second delivery of any would show by now
+        for worker in workers:
+            assert await worker.stop() == 0, worker.log()
+    finally:
+        await database.close()
+        await receiver.close()
+    counts = receiver.counts()
+    assert (len(counts), max(counts.values()), receiver.refused) == (1000, 1, [])
+    assert sorted({item.type for item in receiver.received}) == ["use.failed"]
