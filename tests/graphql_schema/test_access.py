@@ -105,7 +105,8 @@ async def test_consumer_scoped_token_sees_only_its_consumer_everywhere(demo: Ser
         sum(s["activations"] for s in mine["overview"]["syncs"])
         == mine["syncActivations"]["totalCount"]
     )
-    # Per Unified API too: Acme's ACTIVE QuickBooks and Stripe connections, and no one else's.
+    # Per Unified API too: Acme's ACTIVE QuickBooks (by API key and by OAuth2) and Stripe
+    # connections, and no one else's; Acme counts once among accounting's active consumers.
     assert mine["overview"]["categories"] == [
         {
             "category": category,
@@ -113,14 +114,14 @@ async def test_consumer_scoped_token_sees_only_its_consumer_everywhere(demo: Ser
             "activeConnections": active,
             "pendingConnections": 0,
             "failedConnections": 0,
-            "activeConsumers": active,
+            "activeConsumers": consumers,
         }
-        for category, connectors, active in [
-            ("accounting", 3, 1),
-            ("crm", 1, 0),
-            ("invoicing", 2, 1),
-            ("storage", 1, 0),
-            ("ticketing", 1, 0),
+        for category, connectors, active, consumers in [
+            ("accounting", 4, 2, 1),
+            ("crm", 1, 0, 0),
+            ("invoicing", 2, 1, 1),
+            ("storage", 1, 0, 0),
+            ("ticketing", 1, 0, 0),
         ]
     ]
     assert sum(c["activeConsumers"] for c in everyone["overview"]["categories"]) > 2

@@ -52,6 +52,8 @@ def test_a_connection_s_fields_by_how_they_are_executed() -> None:
         "health",
         "heartbeat",
         "instanceHealth",
+        "muteReason",
+        "mutedUntil",
         "uptime",
         "usedFor",
         "usedForSummary",
@@ -70,6 +72,7 @@ def test_a_connection_s_fields_by_how_they_are_executed() -> None:
         "latencyMs",
         "name",
         "nextCheckAt",
+        "params",
         "state",
         "status",
     ]

@@ -238,6 +238,11 @@ def _with_credentials(connections: list[dict[str, Any]]) -> list[str]:
 
 async def test_credentials_are_write_only(demo: Server, writer: str) -> None:
     ids = await _ids(demo, writer)
+    # The demo's OAuth2 connections have credentials from the start.
+    oauth2 = _with_credentials(
+        (await demo.execute(writer, LIST_HAS_CREDENTIALS))["connections"]["nodes"]
+    )
+    assert len(oauth2) == 4 and ids["outbound"] not in oauth2
     canary = "canary-9c1f-credential"
     document = """
       mutation($id: ID!, $credentials: CredentialsInput) {
@@ -257,8 +262,9 @@ async def test_credentials_are_write_only(demo: Server, writer: str) -> None:
         for consumer in listed["consumers"]["nodes"]
         for connection in consumer["connections"]["nodes"]
     ]
-    assert _with_credentials(listed["connections"]["nodes"]) == [ids["outbound"]]
-    assert _with_credentials(nested) == [ids["outbound"]]
+    expected = sorted([*oauth2, ids["outbound"]])
+    assert sorted(_with_credentials(listed["connections"]["nodes"])) == expected
+    assert sorted(_with_credentials(nested)) == expected
     assert len(nested) == len(listed["connections"]["nodes"]) > 1
     assert canary not in str(await snapshot(demo, writer))
     async with demo.database.sessions() as session:
@@ -281,10 +287,12 @@ async def test_credentials_are_write_only(demo: Server, writer: str) -> None:
     cleared = await demo.execute(writer, document, {"id": ids["outbound"], "credentials": None})
     assert cleared["setConnectionCredentials"]["heartbeat"] == {"hasCredentials": False}
     assert (
-        _with_credentials(
-            (await demo.execute(writer, LIST_HAS_CREDENTIALS))["connections"]["nodes"]
+        sorted(
+            _with_credentials(
+                (await demo.execute(writer, LIST_HAS_CREDENTIALS))["connections"]["nodes"]
+            )
         )
-        == []
+        == sorted(oauth2)
     )
 
 

@@ -387,7 +387,8 @@ BAD_FILES = [
         "widgets: []\n"
         + edit(BASE, "    name: Acme Corp\n", "    name: Acme Corp\n    colour: red\n"),
         [
-            "catalog.yaml: widgets: unknown key; expected one of use_kinds, connectors, consumers, syncs",
+            "catalog.yaml: widgets: unknown key; expected one of use_kinds, connectors, consumers, "
+            "syncs, webhooks, maintenance",
             "catalog.yaml: consumers[0].colour: unknown key; expected one of external_id, name, email, connections",
         ],
         id="unknown-keys",

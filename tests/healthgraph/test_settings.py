@@ -142,7 +142,8 @@ def test_a_bad_file_is_named(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{config}: colour: unknown setting; expected one of database_url, host, port, secret_keys, "
         "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level, public_url, worker_metrics_port, "
-        "probe_processes, runtime_tuning"
+        "probe_processes, runtime_tuning, outage_min_connections, outage_ratio, "
+        "outage_hold_seconds"
     )
     config.write_text("[not, a, mapping]\n")
     with pytest.raises(SettingsError, match="must hold a mapping of setting: value"):

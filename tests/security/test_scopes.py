@@ -76,6 +76,8 @@ async def test_a_read_token_changes_nothing_whatever_mutation_it_sends(served: S
 def test_only_create_api_token_mints_or_reveals_a_token() -> None:
     # Below admin scope both are refused (tests/graphql_schema/test_api_tokens.py); no other
     # output field can return a token or its hash (CredentialsInput.token is write-only input).
+    # The one other secret shown is a webhook endpoint's signing secret, in the payload of
+    # the two mutations that make it (createWebhookEndpoint, rotateWebhookSecret).
     mutation = TYPE_SCHEMA.mutation_type
     assert mutation is not None
     assert sorted(name for name in mutation.fields if "token" in name.lower()) == [
@@ -89,7 +91,12 @@ def test_only_create_api_token_mints_or_reveals_a_token() -> None:
         for field_name in graphql_type.fields
         if field_name.lower() in ("token", "hash", "tokenhash", "secret", "grant")
     )
-    assert revealing == ["CreateApiTokenPayload.token"]
+    assert revealing == ["CreateApiTokenPayload.token", "WebhookSecretPayload.secret"]
+    assert sorted(
+        name
+        for name, field in mutation.fields.items()
+        if getattr(field.type, "of_type", None) is TYPE_SCHEMA.type_map["WebhookSecretPayload"]
+    ) == ["createWebhookEndpoint", "rotateWebhookSecret"]
 
 
 async def test_metrics_keep_their_own_credential_through_the_app(database_url: str) -> None:

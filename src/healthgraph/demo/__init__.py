@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 
 from healthgraph.catalog.spec import CatalogSpec, parse_catalog
@@ -11,10 +12,18 @@ from healthgraph.demo.oauth import CLIENT_SECRET, DemoOAuthProvider
 OAUTH_SEEDS = 4  # DEMO_OAUTH_SEED_1..4 in catalog.yaml (tools/make_demo_catalog.py)
 
 
-def demo_catalog(base_url: str) -> CatalogSpec:
-    """The shipped demo catalog with its heartbeats pointed at `base_url` (this server)."""
+def demo_catalog(base_url: str, today: date | None = None) -> CatalogSpec:
+    """The shipped demo catalog with its heartbeats pointed at `base_url` (this server) and
+    its maintenance window holding from `today` (the current UTC date) for 30 days."""
     text = files("healthgraph.demo").joinpath("catalog.yaml").read_text(encoding="utf-8")
-    return parse_catalog(text.replace("$DEMO_BASE_URL", base_url.rstrip("/")), "demo catalog")
+    start = today or datetime.now(UTC).date()
+    for placeholder, value in (
+        ("$DEMO_BASE_URL", base_url.rstrip("/")),
+        ("$DEMO_TODAY", f"{start.isoformat()}T00:00:00Z"),
+        ("$DEMO_IN_30_DAYS", f"{(start + timedelta(days=30)).isoformat()}T00:00:00Z"),
+    ):
+        text = text.replace(placeholder, value)
+    return parse_catalog(text, "demo catalog")
 
 
 def demo_environ(provider: DemoOAuthProvider) -> dict[str, str]:
