@@ -153,23 +153,27 @@ def dashboard(uid: str, title: str, description: str) -> dash.Dashboard:
 # --- Connection health (landing) ----------------------------------------------------------------
 
 
-def connections_table() -> table.Panel:
+MUTED = "healthgraph_connection_muted == 1"
+UNMUTED_UP = f"healthgraph_connection_up unless on (connection_id) {MUTED}"
+MUTED_UP = f"healthgraph_connection_up and on (connection_id) {MUTED}"
+
+
+def connections_table(title: str, description: str, up: str, *, height: int = 12) -> table.Panel:
+    """The status, last check and failure reason of the connections `up` selects."""
     status = "Value #A"
     checked = "Value #B"
     reasons = "Value #C"
     hidden = ["Time", "Time 1", "Time 2", "Time 3", reasons, "__name__"]
     return (
         table.Panel()
-        .title("Connections")
-        .description(
-            "Every checked connection (ACTIVE or FAILED with a known status): whether its last "
-            "heartbeat succeeded, when it was checked and why it fails."
-        )
+        .title(title)
+        .description(description)
         .datasource(DATASOURCE)
-        .with_target(query("healthgraph_connection_up", ref="A", instant=True, table_format=True))
+        .with_target(query(up, ref="A", instant=True, table_format=True))
         .with_target(
             query(
-                "healthgraph_connection_last_checked_timestamp_seconds * 1000",
+                "healthgraph_connection_last_checked_timestamp_seconds * 1000\n"
+                f"  and on (connection_id) ({up})",
                 ref="B",
                 instant=True,
                 table_format=True,
@@ -177,7 +181,7 @@ def connections_table() -> table.Panel:
         )
         .with_target(
             query(
-                named("healthgraph_connection_failure_reason"),
+                named(f"healthgraph_connection_failure_reason and on (connection_id) ({up})"),
                 ref="C",
                 instant=True,
                 table_format=True,
@@ -209,15 +213,54 @@ def connections_table() -> table.Panel:
             )
         )
         .override_by_name(*override("Last checked", unit="dateTimeFromNow"))
-        .height(12)
+        .height(height)
         .span(24)
+    )
+
+
+def outages_table() -> table.Panel:
+    return (
+        table.Panel()
+        .title("Connector outages")
+        .description(
+            "Every connector: in outage when enough of its connections fail at once for reasons "
+            "other than refused credentials (HEALTHGRAPH_OUTAGE_*); its connections' pages and "
+            "webhooks are held meanwhile. Outages first."
+        )
+        .datasource(DATASOURCE)
+        .with_target(query("healthgraph_connector_outage", instant=True, table_format=True))
+        .with_transformation(
+            organize(
+                {"Value": "Outage", "connector": "Connector", "connector_slug": "Slug"},
+                ["Time", "__name__"],
+                ["Value", "connector", "connector_slug"],
+            )
+        )
+        .sort_by([common_builder.TableSortByFieldState().display_name("Outage").desc(True)])
+        .override_by_name(
+            *override(
+                "Outage",
+                mappings=[
+                    model.ValueMap(
+                        options={
+                            "1": model.ValueMappingResult(text="Outage", color="red", index=0),
+                            "0": model.ValueMappingResult(text="OK", color="green", index=1),
+                        }
+                    ).to_json()
+                ],
+                **{"custom.cellOptions": {"type": "color-background"}},
+            )
+        )
+        .height(8)
+        .span(8)
     )
 
 
 def connection_health() -> dash.Dashboard:
     failing_in_range = (
         "healthgraph_connection_up\n"
-        "  unless on (connection_id) (min_over_time(healthgraph_connection_up[$__range]) == 1)"
+        "  unless on (connection_id) (min_over_time(healthgraph_connection_up[$__range]) == 1)\n"
+        f"  unless on (connection_id) {MUTED}"
     )
     return (
         dashboard(
@@ -260,17 +303,48 @@ def connection_health() -> dash.Dashboard:
         .with_panel(
             stat_panel(
                 "Connections down now",
-                "count(healthgraph_connection_up == 0) or vector(0)",
-                description="Checked connections whose last heartbeat failed.",
+                f"count(healthgraph_connection_up == 0 unless on (connection_id) {MUTED}) "
+                "or vector(0)",
+                description="Checked connections whose last heartbeat failed, muted ones apart.",
                 steps=((None, "green"), (1, "red")),
-                width=8,
             )
         )
-        .with_panel(connections_table())
+        .with_panel(
+            stat_panel(
+                "Muted connections",
+                "count(healthgraph_connection_muted) or vector(0)",
+                description=(
+                    "Connections silenced now by a mute or maintenance window (their own, their "
+                    "connector's or their consumer's): no pages, no webhooks. Listed below."
+                ),
+                steps=((None, "blue"),),
+            )
+        )
+        .with_panel(
+            connections_table(
+                "Connections",
+                "Every checked connection (ACTIVE or FAILED with a known status) that is not "
+                "muted: whether its last heartbeat succeeded, when it was checked and why it "
+                "fails.",
+                UNMUTED_UP,
+            )
+        )
+        .with_panel(
+            connections_table(
+                "Muted connections",
+                "Checked connections silenced by a mute or maintenance window: they page for "
+                "nothing and send no webhooks. Until when and why: mutedUntil and muteReason in "
+                "GraphQL.",
+                MUTED_UP,
+                height=6,
+            )
+        )
         .with_panel(
             statetimeline.Panel()
             .title("Failing connections")
-            .description("Connections that failed at least once in the time range.")
+            .description(
+                "Connections that failed at least once in the time range, muted ones apart."
+            )
             .datasource(DATASOURCE)
             .with_target(query(failing_in_range, "{{consumer}} / {{connection}}"))
             .mappings(status_mappings())
@@ -280,6 +354,42 @@ def connection_health() -> dash.Dashboard:
             .merge_values(True)
             .height(10)
             .span(24)
+        )
+        .with_row(dash.Row("Outages and webhooks"))
+        .with_panel(outages_table())
+        .with_panel(
+            timeseries.Panel()
+            .title("Webhook backlog")
+            .description(
+                "Webhook events and deliveries waiting to go out, and the age of the oldest. "
+                "A growing age means the product is not hearing about connections "
+                "(HealthgraphWebhookDeliveryFailing)."
+            )
+            .datasource(DATASOURCE)
+            .with_target(query("healthgraph_webhook_pending_events", "pending", ref="A"))
+            .with_target(
+                query("healthgraph_webhook_oldest_pending_age_seconds", "oldest age", ref="B")
+            )
+            .unit("short")
+            .override_by_name(*override("oldest age", unit="s"))
+            .height(8)
+            .span(8)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Webhook deliveries per second")
+            .description("Delivery attempts by result: delivered, failed (tried again), gave up.")
+            .datasource(DATASOURCE)
+            .with_target(
+                query(
+                    "sum by (result) "
+                    "(rate(healthgraph_webhook_deliveries_total[$__rate_interval]))",
+                    "{{result}}",
+                )
+            )
+            .unit("reqps")
+            .height(8)
+            .span(8)
         )
         .with_row(dash.Row("Checks"))
         .with_panel(

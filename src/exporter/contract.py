@@ -138,6 +138,49 @@ SCHEDULER_LAG = Family(
     (),
 )
 
+# Connector names need not be unique; the slug is, so it keeps one series per connector. The
+# `connector` label is the name, as on the per-connection families, so Alertmanager can inhibit
+# a connector's connection alerts on it.
+BY_CONNECTOR = ("connector_slug", "connector")
+CONNECTOR_OUTAGE = Family(
+    "healthgraph_connector_outage",
+    "1 while the connector is in outage (enough of its connections fail at once for reasons "
+    "other than AUTH or PERMISSION), else 0.",
+    "gauge",
+    BY_CONNECTOR,
+)
+CONNECTOR_MUTED = Family(
+    "healthgraph_connector_muted",
+    "1 while a mute or maintenance window of the connector holds; absent otherwise.",
+    "gauge",
+    BY_CONNECTOR,
+)
+CONNECTION_MUTED = Family(
+    "healthgraph_connection_muted",
+    "1 while the connection is muted (by its own mute, its connector's or its consumer's); "
+    "absent otherwise.",
+    "gauge",
+    BY_CONNECTION,
+)
+CREDENTIALS_EXPIRY = Family(
+    "healthgraph_connection_credentials_expiry_timestamp_seconds",
+    "Unix time the connection's OAuth2 refresh token expires, where the provider tells it.",
+    "gauge",
+    BY_CONNECTION,
+)
+WEBHOOK_PENDING = Family(
+    "healthgraph_webhook_pending_events",
+    "Webhook events not yet dispatched plus deliveries to enabled endpoints not yet done.",
+    "gauge",
+    (),
+)
+WEBHOOK_OLDEST_PENDING_AGE = Family(
+    "healthgraph_webhook_oldest_pending_age_seconds",
+    "Age of the oldest webhook event or delivery still pending (0 when none is).",
+    "gauge",
+    (),
+)
+
 STORE_FAMILIES = (
     CONNECTION_UP,
     LAST_CHECKED,
@@ -157,6 +200,12 @@ STORE_FAMILIES = (
     SYNC_ACTIVATION_RATIO,
     SCHEDULER_OVERDUE,
     SCHEDULER_LAG,
+    CONNECTOR_OUTAGE,
+    CONNECTOR_MUTED,
+    CONNECTION_MUTED,
+    CREDENTIALS_EXPIRY,
+    WEBHOOK_PENDING,
+    WEBHOOK_OLDEST_PENDING_AGE,
 )
 """Read from the store at scrape time, in exposition order."""
 

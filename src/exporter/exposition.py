@@ -175,6 +175,35 @@ def render_chunks(snapshot: MetricsSnapshot) -> Iterator[bytes]:
     yield _block(c.SYNC_ACTIVATION_RATIO, _small(c.SYNC_ACTIVATION_RATIO, _ratios(snapshot)))
     yield _block(c.SCHEDULER_OVERDUE, [f" {snapshot.overdue_connections}"])
     yield _block(c.SCHEDULER_LAG, [f" {number(snapshot.scheduler_lag_seconds)}"])
+    yield from _attention_blocks(snapshot, connector)
+
+
+def _attention_blocks(snapshot: MetricsSnapshot, connector: dict[int, str]) -> Iterator[bytes]:
+    attention = snapshot.attention
+    by_connector = {
+        id_: f'{{connector_slug="{escape(slug)}",connector="{connector[id_]}"}} '
+        for id_, slug in attention.connector_slugs.items()
+    }
+    yield _block(
+        c.CONNECTOR_OUTAGE,
+        [
+            labels + _BIT[id_ in attention.connectors_in_outage]
+            for id_, labels in by_connector.items()
+        ],
+    )
+    yield _block(c.CONNECTOR_MUTED, [by_connector[id_] + "1" for id_ in attention.muted_connectors])
+    yield _block(
+        c.CONNECTION_MUTED,
+        [f'{{connection_id="{id_}"}} 1' for id_ in attention.muted_connections],
+    )
+    yield _block(
+        c.CREDENTIALS_EXPIRY,
+        [f'{{connection_id="{id_}"}} {expiry!r}' for id_, expiry in attention.credentials_expiry],
+    )
+    yield _block(c.WEBHOOK_PENDING, [f" {attention.webhook_pending}"])
+    yield _block(
+        c.WEBHOOK_OLDEST_PENDING_AGE, [f" {number(attention.webhook_oldest_pending_age_seconds)}"]
+    )
 
 
 _BIT = ("0", "1")

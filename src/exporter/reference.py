@@ -73,6 +73,18 @@ def reference_families(snapshot: MetricsSnapshot) -> list[Metric]:
         add(c.SYNC_ACTIVATION_RATIO, [sync.name], ratio)
     add(c.SCHEDULER_OVERDUE, [], snapshot.overdue_connections)
     add(c.SCHEDULER_LAG, [], snapshot.scheduler_lag_seconds)
+    attention = snapshot.attention
+    for id_, slug in attention.connector_slugs.items():
+        labels = [slug, snapshot.connectors[id_]]
+        add(c.CONNECTOR_OUTAGE, labels, 1 if id_ in attention.connectors_in_outage else 0)
+    for id_ in attention.muted_connectors:
+        add(c.CONNECTOR_MUTED, [attention.connector_slugs[id_], snapshot.connectors[id_]], 1)
+    for id_ in attention.muted_connections:
+        add(c.CONNECTION_MUTED, [str(id_)], 1)
+    for id_, expiry in attention.credentials_expiry:
+        add(c.CREDENTIALS_EXPIRY, [str(id_)], expiry)
+    add(c.WEBHOOK_PENDING, [], attention.webhook_pending)
+    add(c.WEBHOOK_OLDEST_PENDING_AGE, [], attention.webhook_oldest_pending_age_seconds)
     return [families[family.name] for family in c.STORE_FAMILIES]
 
 

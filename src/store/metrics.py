@@ -20,17 +20,22 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.functions import FunctionElement
 
-from store.domain import ConnectionState
+from store.deliveries import backlog
+from store.domain import ConnectionState, MuteScope
 from store.models import (
     ConnectionRow,
+    ConnectorOutageRow,
     ConnectorRow,
     ConsumerRow,
+    MuteRow,
+    OAuthGrantRow,
     SyncActivationRow,
     SyncActivationStepRow,
     SyncRequirementRow,
     SyncRow,
     UseRow,
 )
+from store.mutes import muted_connection_ids
 from store.scheduling import scheduler_lag
 
 
@@ -91,6 +96,23 @@ class MetricsSnapshot:
     syncs: list[SyncMetrics]
     overdue_connections: int
     scheduler_lag_seconds: float
+    attention: AttentionMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionMetrics:
+    """What pages and webhooks depend on: outages, mutes, expiring grants, the webhook backlog.
+
+    Small sets (a few rows each), read apart from the per-connection rows.
+    """
+
+    connector_slugs: dict[int, str]  # id -> slug, every connector, by id
+    connectors_in_outage: frozenset[int]
+    muted_connectors: list[int]  # ids, ascending
+    muted_connections: list[int]  # ids, ascending
+    credentials_expiry: list[tuple[int, float]]  # (connection id, Unix seconds), by id
+    webhook_pending: int
+    webhook_oldest_pending_age_seconds: float
 
 
 class _epoch_seconds(FunctionElement[float]):
@@ -211,9 +233,45 @@ def _activation_counts() -> Select[str, int, int]:
 
 _SYNCS = _activation_counts()
 
+_CONNECTOR_SLUGS = select(ConnectorRow.id, ConnectorRow.slug).order_by(ConnectorRow.id)
+_OUTAGES = select(ConnectorOutageRow.connector_id).where(ConnectorOutageRow.ended_at.is_(None))
+_CREDENTIALS_EXPIRY = (
+    select(OAuthGrantRow.connection_id, _epoch_seconds(OAuthGrantRow.refresh_token_expires_at))
+    .where(OAuthGrantRow.refresh_token_expires_at.is_not(None))
+    .order_by(OAuthGrantRow.connection_id)
+)
+
+
+async def attention_metrics(session: AsyncSession, now: datetime) -> AttentionMetrics:
+    """Outages, mutes holding at `now`, refresh-token expiries and the webhook backlog."""
+    connection = await session.connection()
+    muted_connectors = await connection.scalars(
+        select(MuteRow.connector_id)
+        .where(
+            MuteRow.scope == MuteScope.CONNECTOR,
+            MuteRow.starts_at <= now,
+            MuteRow.ends_at > now,
+        )
+        .distinct()
+    )
+    pending = await backlog(session, now)
+    return AttentionMetrics(
+        connector_slugs={id_: slug for id_, slug in await connection.execute(_CONNECTOR_SLUGS)},
+        connectors_in_outage=frozenset(await connection.scalars(_OUTAGES)),
+        muted_connectors=sorted(int(id_) for id_ in muted_connectors if id_ is not None),
+        muted_connections=await muted_connection_ids(connection, now),
+        credentials_expiry=[
+            (int(id_), float(expiry))
+            for id_, expiry in await connection.execute(_CREDENTIALS_EXPIRY)
+        ],
+        webhook_pending=pending.pending,
+        webhook_oldest_pending_age_seconds=pending.oldest_age_seconds,
+    )
+
 
 async def metrics_snapshot(session: AsyncSession, now: datetime) -> MetricsSnapshot:
-    """Everything the exporter publishes, in eight statements whatever the number of rows.
+    """Everything the exporter publishes, in a fixed number of statements whatever the number
+    of rows.
 
     On PostgreSQL call it first in a fresh transaction: the statements then share one
     REPEATABLE READ snapshot, so counts and per-connection series agree.
@@ -246,6 +304,7 @@ async def metrics_snapshot(session: AsyncSession, now: datetime) -> MetricsSnaps
         for name, total, active_count in await rows(_SYNCS)
     ]
     overdue, lag = await scheduler_lag(session, now)
+    attention = await attention_metrics(session, now)
     return MetricsSnapshot(
         connections=connections,
         connectors=connectors,
@@ -257,4 +316,5 @@ async def metrics_snapshot(session: AsyncSession, now: datetime) -> MetricsSnaps
         syncs=syncs,
         overdue_connections=overdue,
         scheduler_lag_seconds=lag,
+        attention=attention,
     )

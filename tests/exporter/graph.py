@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from healthgraph.database import Database
 from store.crypto import KeyRing, generate_key
 from store.domain import (
     ConnectionState,
     ConnectionStatus,
+    DeliveryState,
     Direction,
     FailureReason,
+    MuteScope,
     UseStatus,
+)
+from store.models import (
+    ConnectorOutageRow,
+    ConnectorRow,
+    ConsumerRow,
+    MuteRow,
+    OAuthGrantRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+    WebhookEventRow,
 )
 from tests.factories import GraphFactory
 
@@ -116,6 +130,110 @@ async def known_graph(db: Database) -> None:
         await make.activation(invoices, gamma, mapping=False)  # incomplete: inactive
         await make.sync("Bills to Xero", [xero])  # no activations
         await session.flush()
+        await _attention(session, ring, quickbooks=quickbooks, xero=xero, people=(acme, beta))
+        await session.flush()
+
+
+async def _attention(
+    session: AsyncSession,
+    ring: KeyRing,
+    *,
+    quickbooks: ConnectorRow,
+    xero: ConnectorRow,
+    people: tuple[ConsumerRow, ConsumerRow],
+) -> None:
+    """Xero in outage (QuickBooks' is over); QuickBooks muted (so 1, 3 and 5) and 6 on its own;
+    Beta's mute is over and Acme's not begun; 2's refresh token expires 2027-02-01 and 3's
+    provider tells no lifetime; a webhook event undispatched for 90 s and a delivery pending
+    for 30 s (beside one delivered, and one to a disabled endpoint: neither counts)."""
+    acme, beta = people
+    hour = timedelta(hours=1)
+    session.add_all(
+        [
+            ConnectorOutageRow(
+                connector_id=xero.id,
+                started_at=NOW - timedelta(minutes=5),
+                failing_connections=5,
+                total_connections=6,
+            ),
+            ConnectorOutageRow(
+                connector_id=quickbooks.id,
+                started_at=NOW - 3 * hour,
+                ended_at=NOW - 2 * hour,
+                failing_connections=5,
+                total_connections=5,
+            ),
+            MuteRow(
+                scope=MuteScope.CONNECTOR,
+                connector_id=quickbooks.id,
+                starts_at=NOW - hour,
+                ends_at=NOW + hour,
+            ),
+            MuteRow(scope=MuteScope.CONNECTION, connection_id=6, starts_at=NOW, ends_at=NOW + hour),
+            MuteRow(
+                scope=MuteScope.CONSUMER,
+                consumer_id=beta.id,
+                starts_at=NOW - 2 * hour,
+                ends_at=NOW,
+            ),
+            MuteRow(
+                scope=MuteScope.CONSUMER,
+                consumer_id=acme.id,
+                starts_at=NOW + timedelta(seconds=1),
+                ends_at=NOW + hour,
+            ),
+            OAuthGrantRow(
+                connection_id=2,
+                grant_type="refresh_token",
+                refresh_token_ciphertext=ring.encrypt({"refresh_token": CANARY}),
+                refresh_token_expires_at=at("2027-02-01T00:00:00"),
+            ),
+            OAuthGrantRow(
+                connection_id=3,
+                grant_type="refresh_token",
+                refresh_token_ciphertext=ring.encrypt({"refresh_token": CANARY}),
+            ),
+        ]
+    )
+    secret = ring.encrypt({"secret": CANARY})
+    enabled = WebhookEndpointRow(url="https://hooks.example.com/a", secret_ciphertext=secret)
+    disabled = WebhookEndpointRow(
+        url="https://hooks.example.com/b", secret_ciphertext=secret, enabled=False
+    )
+    told = WebhookEventRow(
+        type="connection.failed", occurred_at=NOW - 2 * hour, dispatched_at=NOW - 2 * hour
+    )
+    session.add_all(
+        [
+            enabled,
+            disabled,
+            told,
+            WebhookEventRow(type="connection.failed", occurred_at=NOW - timedelta(seconds=90)),
+        ]
+    )
+    await session.flush()
+    session.add_all(
+        [
+            WebhookDeliveryRow(
+                event_id=told.id,
+                endpoint_id=enabled.id,
+                state=DeliveryState.PENDING,
+                created_at=NOW - timedelta(seconds=30),
+            ),
+            WebhookDeliveryRow(
+                event_id=told.id,
+                endpoint_id=enabled.id,
+                state=DeliveryState.DELIVERED,
+                created_at=NOW - 2 * hour,
+            ),
+            WebhookDeliveryRow(
+                event_id=told.id,
+                endpoint_id=disabled.id,
+                state=DeliveryState.PENDING,
+                created_at=NOW - 2 * hour,
+            ),
+        ]
+    )
 
 
 # Sample lines (without the metric name) of each store family, in exposition order.
@@ -217,4 +335,22 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "healthgraph_scheduler_overdue_connections": [" 2"],
     "healthgraph_scheduler_lag_seconds": [" 540.0"],
+    "healthgraph_connector_outage": [
+        '{connector_slug="quickbooks",connector="QuickBooks Online"} 0',
+        '{connector_slug="xero",connector="Xero"} 1',
+    ],
+    "healthgraph_connector_muted": [
+        '{connector_slug="quickbooks",connector="QuickBooks Online"} 1'
+    ],
+    "healthgraph_connection_muted": [
+        '{connection_id="1"} 1',
+        '{connection_id="3"} 1',
+        '{connection_id="5"} 1',
+        '{connection_id="6"} 1',
+    ],
+    "healthgraph_connection_credentials_expiry_timestamp_seconds": [
+        '{connection_id="2"} 1801440000.0'
+    ],
+    "healthgraph_webhook_pending_events": [" 2"],
+    "healthgraph_webhook_oldest_pending_age_seconds": [" 90.0"],
 }

@@ -18,6 +18,7 @@ from exporter.exposition import escape, number, render_store
 from exporter.reference import reference_exposition
 from store.domain import ConnectionState, ConnectionStatus, FailureReason, UseStatus
 from store.metrics import (
+    AttentionMetrics,
     ConnectionMetrics,
     ConsumerNames,
     MetricsSnapshot,
@@ -107,6 +108,17 @@ def snapshot(size: int, names: list[str], seed: int = 7) -> MetricsSnapshot:
         syncs=syncs,
         overdue_connections=3,
         scheduler_lag_seconds=12.25,
+        attention=AttentionMetrics(
+            connector_slugs={i: rng.choice(names) + f"-{i}" for i in connectors},
+            connectors_in_outage=frozenset({2, 4}),
+            muted_connectors=[3],
+            muted_connections=sorted(rng.sample(range(1, size + 1), size // 10)),
+            credentials_expiry=[
+                (i, 1_800_000_000.0 + rng.randrange(0, 10**9) / 1000) for i in range(1, size + 1, 3)
+            ],
+            webhook_pending=17,
+            webhook_oldest_pending_age_seconds=42.5,
+        ),
     )
 
 

@@ -31,6 +31,9 @@ ALERTS = [
     "HealthgraphManyConnectionsDown",
     "HealthgraphConnectionPendingTooLong",
     "HealthgraphCertificateExpiringSoon",
+    "HealthgraphCredentialsExpiringSoon",
+    "HealthgraphConnectorOutage",
+    "HealthgraphWebhookDeliveryFailing",
     "HealthgraphExporterDown",
     "HealthgraphSchedulerLagging",
 ]
@@ -82,7 +85,17 @@ def test_every_alert_of_the_design_with_for_severity_and_annotations() -> None:
 def test_connection_down_names_connection_connector_and_consumer() -> None:
     rule = next(rule for rule in rules() if rule["alert"] == "HealthgraphConnectionDown")
     # The expression keeps the identity labels of healthgraph_connection_up (no aggregation).
-    assert rule["expr"].strip() == "healthgraph_connection_up == 0"
+    assert rule["expr"].split() == [
+        "healthgraph_connection_up",
+        "==",
+        "0",
+        "unless",
+        "on",
+        "(connection_id)",
+        "healthgraph_connection_muted",
+        "==",
+        "1",
+    ]
     for label in ("connection", "connector", "consumer"):
         assert f"$labels.{label}" in rule["annotations"]["summary"]
 
@@ -110,6 +123,39 @@ def test_many_connections_down_inhibits_the_per_connection_pages() -> None:
     assert rule["equal"] == ["connector"]
     routed = {route["matchers"][0] for route in config["route"]["routes"]}
     assert routed == {f'severity="{severity}"' for severity in SEVERITIES}
+
+
+def test_per_connection_alerts_leave_muted_connections_out() -> None:
+    per_connection = {
+        "HealthgraphConnectionDown",
+        "HealthgraphConnectionCheckStale",
+        "HealthgraphConnectionAuthFailed",
+        "HealthgraphUseFailing",
+        "HealthgraphConnectionPendingTooLong",
+        "HealthgraphCertificateExpiringSoon",
+        "HealthgraphCredentialsExpiringSoon",
+    }
+    for rule in rules():
+        if rule["alert"] in per_connection:
+            assert rule["expr"].split()[-6:] == (
+                ["unless", "on", "(connection_id)", "healthgraph_connection_muted", "==", "1"]
+            ), rule["alert"]
+
+
+def test_connector_outage_inhibits_its_connections_down_pages() -> None:
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    rule = next(
+        rule
+        for rule in config["inhibit_rules"]
+        if rule["source_matchers"] == ['alertname="HealthgraphConnectorOutage"']
+    )
+    assert rule == {
+        "source_matchers": ['alertname="HealthgraphConnectorOutage"'],
+        "target_matchers": [
+            'alertname=~"HealthgraphConnectionDown|HealthgraphManyConnectionsDown"'
+        ],
+        "equal": ["connector"],
+    }
 
 
 def runbook_anchors() -> set[str]:

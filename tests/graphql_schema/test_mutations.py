@@ -286,14 +286,11 @@ async def test_credentials_are_write_only(demo: Server, writer: str) -> None:
 
     cleared = await demo.execute(writer, document, {"id": ids["outbound"], "credentials": None})
     assert cleared["setConnectionCredentials"]["heartbeat"] == {"hasCredentials": False}
-    assert (
-        sorted(
-            _with_credentials(
-                (await demo.execute(writer, LIST_HAS_CREDENTIALS))["connections"]["nodes"]
-            )
+    assert sorted(
+        _with_credentials(
+            (await demo.execute(writer, LIST_HAS_CREDENTIALS))["connections"]["nodes"]
         )
-        == sorted(oauth2)
-    )
+    ) == sorted(oauth2)
 
 
 async def test_use_runs_inbound_heartbeats_and_activation_steps(demo: Server, writer: str) -> None:
