@@ -244,7 +244,7 @@ async def _keys_rotate(settings: Settings) -> int:
             advice = f"; {key_file} now holds only the new key"
     finally:
         await database.close()
-    print(f"re-encrypted {count} credentials under the newest key{advice}")
+    print(f"re-encrypted {count} secrets under the newest key{advice}")
     return EXIT_OK
 
 

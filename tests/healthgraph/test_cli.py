@@ -251,7 +251,7 @@ def test_keys_rotate_on_the_embedded_key_file(tmp_path: Path, sqlite_env: dict[s
     rotated = healthgraph("keys", "rotate", env=sqlite_env, cwd=tmp_path)
     assert (rotated.returncode, rotated.stdout) == (
         0,
-        f"re-encrypted 1 credentials under the newest key; {key_file} now holds only the new key\n",
+        f"re-encrypted 1 secrets under the newest key; {key_file} now holds only the new key\n",
     )
     new_key = key_file.read_text().strip()
     assert new_key != old_key

@@ -6,13 +6,20 @@ import stat
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, select
 
 from healthgraph.database import Database
 from healthgraph.keys import add_key_to_file, read_key_file, retire_old_keys
 from store.crypto import KeyRing, KeyRingError, generate_key
-from store.keys import reencrypt_credentials
-from store.models import ConnectionRow, ConnectorRow, ConsumerRow
+from store.keys import ENCRYPTED_COLUMNS, reencrypt_credentials
+from store.models import (
+    Base,
+    ConnectionRow,
+    ConnectorRow,
+    ConsumerRow,
+    OAuthGrantRow,
+    WebhookEndpointRow,
+)
 
 SECRETS = [{"kind": "bearer", "token": f"token-{n}"} for n in range(5)]
 
@@ -83,6 +90,81 @@ async def test_a_ciphertext_no_key_opens_is_named_and_nothing_leaks(db: Database
     ids = await add_credentials(db, [ring.encrypt(SECRETS[0]), stranger])
     with pytest.raises(KeyRingError, match=f"^connection {ids[1]}: stored credentials cannot"):
         await reencrypt_credentials(db.sessions, ring)
+
+
+def test_every_encrypted_column_is_rotated() -> None:
+    # A new ciphertext column that rotation does not know would keep the old key alive.
+    binary = {
+        (table.name, column.name)
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, LargeBinary)
+    }
+    assert binary == {(encrypted.table.name, encrypted.column) for encrypted in ENCRYPTED_COLUMNS}
+
+
+async def test_oauth2_and_webhook_secrets_move_to_the_newest_key(db: Database) -> None:
+    old, new = generate_key(), generate_key()
+    old_ring = KeyRing([old])
+    secrets = {
+        name: {"secret": f"{name}-canary"}
+        for name in ("client", "refresh", "access", "hook", "previous")
+    }
+    [connection_id] = await add_credentials(db, [old_ring.encrypt(SECRETS[0])])
+    async with db.sessions.begin() as session:
+        connector = await session.scalar(select(ConnectorRow))
+        assert connector is not None
+        connector.oauth2_client_secret_ciphertext = old_ring.encrypt(secrets["client"])
+        session.add_all(
+            [
+                OAuthGrantRow(
+                    connection_id=connection_id,
+                    grant_type="refresh_token",
+                    refresh_token_ciphertext=old_ring.encrypt(secrets["refresh"]),
+                    access_token_ciphertext=old_ring.encrypt(secrets["access"]),
+                ),
+                WebhookEndpointRow(
+                    url="https://hooks.example.com/a",
+                    secret_ciphertext=old_ring.encrypt(secrets["hook"]),
+                    previous_secret_ciphertext=old_ring.encrypt(secrets["previous"]),
+                ),
+                WebhookEndpointRow(
+                    url="https://hooks.example.com/b",
+                    secret_ciphertext=old_ring.encrypt(secrets["hook"]),
+                ),
+            ]
+        )
+
+    assert await reencrypt_credentials(db.sessions, KeyRing([new, old]), batch_size=1) == 7
+
+    newest = KeyRing([new])
+    async with db.sessions() as session:
+        client = await session.scalar(select(ConnectorRow.oauth2_client_secret_ciphertext))
+        grant = (await session.execute(select(OAuthGrantRow))).scalar_one()
+        hooks = list(
+            await session.scalars(select(WebhookEndpointRow).order_by(WebhookEndpointRow.id))
+        )
+    assert client is not None and newest.decrypt(client) == secrets["client"]
+    assert grant.refresh_token_ciphertext is not None and grant.access_token_ciphertext is not None
+    assert newest.decrypt(grant.refresh_token_ciphertext) == secrets["refresh"]
+    assert newest.decrypt(grant.access_token_ciphertext) == secrets["access"]
+    assert [newest.decrypt(hook.secret_ciphertext) for hook in hooks] == [secrets["hook"]] * 2
+    assert hooks[0].previous_secret_ciphertext is not None
+    assert newest.decrypt(hooks[0].previous_secret_ciphertext) == secrets["previous"]
+    assert hooks[1].previous_secret_ciphertext is None
+
+
+async def test_a_webhook_secret_no_key_opens_is_named(db: Database) -> None:
+    async with db.sessions.begin() as session:
+        hook = WebhookEndpointRow(
+            url="https://hooks.example.com/a",
+            secret_ciphertext=KeyRing([generate_key()]).encrypt({"secret": "CANARY-x"}),
+        )
+        session.add(hook)
+    with pytest.raises(
+        KeyRingError, match=f"^webhook endpoint {hook.id}: stored credentials cannot"
+    ):
+        await reencrypt_credentials(db.sessions, KeyRing([generate_key()]))
 
 
 def test_key_file_rotation(tmp_path: Path) -> None:
