@@ -40,6 +40,7 @@ from sqlalchemy import func, insert, select, update
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from probe_bench import (
     Backend,
+    background_cores,
     free_ports,
     hosts_on,
     nginx,
@@ -48,7 +49,6 @@ from probe_bench import (
     spawn,
     sqlite_backend,
     stop_process,
-    system_busy,
     table,
     wait_for_port,
 )
@@ -165,7 +165,7 @@ async def section_rate(args: argparse.Namespace, receiver: str) -> None:
             key = generate_key()
             await _endpoint(backend, receiver, key)
             await _write_events(backend, args.events)
-            busy = system_busy()
+            background = await background_cores()
             async with _services(backend, key, processes):
                 first = last = None
                 began = time.monotonic()
@@ -185,7 +185,7 @@ async def section_rate(args: argparse.Namespace, receiver: str) -> None:
             rate = (args.events - first[1]) / seconds
             print(
                 f"  {backend.name} ({who}): {rate:,.0f} events/s "
-                f"({args.events:,} in {last - began:.1f} s from start; load before {busy[0]:.2f})"
+                f"({args.events:,} in {last - began:.1f} s from start; {background:.2f} cores busy before)"
             )
 
 
@@ -252,11 +252,13 @@ async def section_checks(args: argparse.Namespace, receiver: str, ports: list[in
                     await _set_endpoints(backend, enabled=True)
                 await backend.reset()
                 await backend.make_all_due()
-                busy = system_busy()
+                background = await background_cores()
                 rate = await _checks_per_second(backend, key, events)
                 results.append(rate)
                 label = "with webhooks" if events else "without"
-                print(f"  round {round_ + 1} {label}: {rate:,.0f} checks/s (load {busy[0]:.2f})")
+                print(
+                    f"  round {round_ + 1} {label}: {rate:,.0f} checks/s ({background:.2f} cores busy before)"
+                )
         delivered = await _delivered(backend)
         a, b = statistics.median(without), statistics.median(with_events)
         print(

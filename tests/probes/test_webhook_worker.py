@@ -234,6 +234,8 @@ async def test_a_delivery_is_given_up_after_a_day_and_an_endpoint_disabled_after
         await wait_until(lambda: _state(setup, 0, DeliveryState.FAILED), 10, "giving up")
         await setup.fail_use(1)
         await setup.fail_use(2)
+        # Both told before the clock jumps: a disabled endpoint is told nothing new.
+        await wait_until(lambda: _attempted_each(setup, 3), 10, "the two later failures tried")
         shift = timedelta(days=3, minutes=2)
         await wait_until(lambda: _disabled(setup, endpoint_id), 10, "the endpoint disabled")
     finally:
@@ -250,6 +252,11 @@ async def test_a_delivery_is_given_up_after_a_day_and_an_endpoint_disabled_after
     states = [d.state for d in await setup.deliveries()]
     assert states == [DeliveryState.FAILED] * 3
     assert secret.startswith("whsec_")
+
+
+async def _attempted_each(setup: Setup, count: int) -> bool:
+    deliveries = await setup.deliveries()
+    return len(deliveries) == count and all(d.attempts >= 1 for d in deliveries)
 
 
 async def _state(setup: Setup, index: int, state: DeliveryState) -> bool:
