@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -17,9 +18,10 @@ from sqlalchemy import func, select
 
 from healthgraph.database import Database, open_database
 from store import commands
+from store.commands import mutes
 from store.commands.webhooks import create_webhook_endpoint
 from store.crypto import KeyRing
-from store.domain import ConnectionState
+from store.domain import ConnectionState, MuteScope
 from store.engine import create_engine
 from store.migrate import upgrade_database
 from store.models import WebhookEventRow
@@ -189,3 +191,84 @@ async def test_three_postgresql_workers_deliver_1000_events_once_each(
     counts = receiver.counts()
     assert (len(counts), max(counts.values()), receiver.refused) == (1000, 1, [])
     assert sorted({item.type for item in receiver.received}) == ["use.failed"]
+
+
+async def test_a_mute_holds_across_a_restart_and_its_end_tells_the_failure(
+    tmp_path: Path, services: Start
+) -> None:
+    url = f"sqlite:///{tmp_path / 'healthgraph.db'}"
+    engine = create_engine(url)
+    await upgrade_database(engine)
+    await engine.dispose()
+    target = await _failing_target()
+    receiver = await Receiver("").start()
+    database = await open_database(url)
+    try:
+        async with database.sessions.begin() as session:
+            consumer = await commands.create_consumer(session, external_id="acme", name="Acme")
+            connector = await commands.create_connector(
+                session,
+                slug="books",
+                name="Books",
+                category="accounting",
+                heartbeat={"url": str(target.make_url("/health"))},
+                outbound=LOOPBACK_OUTBOUND,
+            )
+            connection = await commands.create_connection(
+                session,
+                consumer_id=consumer.id,
+                connector_id=connector.id,
+                name="Acme Books",
+                state=ConnectionState.ACTIVE,
+                check_interval_seconds=1,
+                outbound=LOOPBACK_OUTBOUND,
+            )
+            await mutes.mute(
+                session,
+                MuteScope.CONNECTION,
+                connection.id,
+                until=datetime.now(UTC) + timedelta(hours=1),
+                reason="customer migrating",
+            )
+        receiver.secret = await _endpoint(database, receiver.url)
+        serve = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
+        await serve.wait_ready()
+        await wait_until(lambda: _has_events(database), 30, "the failure's event committed")
+        serve.process.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(serve.process.wait(), 10) == -signal.SIGKILL
+
+        restarted = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
+        await restarted.wait_ready()
+        async with httpx.AsyncClient(timeout=10) as client:
+            metrics = (await client.get(f"{restarted.base_url}/metrics")).text
+        assert (
+            f'healthgraph_connection_muted{{connection_id="{connection.id}"}} 1'
+            in metrics.splitlines()
+        )
+        # Checks go on failing every second; the muted failure is told to nobody.
+        await wait_until(lambda: _dispatched_all(database), 30, "the event dispatched")
+        await asyncio.sleep(2)
+        assert receiver.requests == 0
+
+        async with database.sessions.begin() as session:
+            assert await mutes.unmute(session, MuteScope.CONNECTION, connection.id) == 1
+        await wait_until(lambda: _received(receiver, 1), 30, "the failure told after the mute")
+        await asyncio.sleep(2)  # once, not once per failed check
+        assert [
+            (item.type, item.body["data"]["connection"]["name"]) for item in receiver.received
+        ] == [("connection.failed", "Acme Books")]
+        await restarted.stop()
+    finally:
+        await database.close()
+        await receiver.close()
+        await target.close()
+
+
+async def _dispatched_all(database: Database) -> bool:
+    async with database.sessions() as session:
+        waiting = await session.scalar(
+            select(func.count())
+            .select_from(WebhookEventRow)
+            .where(WebhookEventRow.dispatched_at.is_(None))
+        )
+    return await _has_events(database) and waiting == 0
