@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,22 +60,32 @@ async def _failing_target() -> TestServer:
     return server
 
 
-async def _events(database: Database) -> int:
-    async with database.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(WebhookEventRow)) or 0)
+@dataclass
+class FailingConnection:
+    """A SQLite database with one connection whose heartbeat answers 500 and one endpoint
+    (all events) on a receiver."""
+
+    url: str
+    database: Database
+    receiver: Receiver
+    connection_id: int
 
 
-async def test_kill_9_between_the_failure_and_its_delivery_loses_nothing(
-    tmp_path: Path, services: Start
-) -> None:
-    url = f"sqlite:///{tmp_path / 'healthgraph.db'}"
-    engine = create_engine(url)
-    await upgrade_database(engine)
-    await engine.dispose()
-    target = await _failing_target()
-    receiver = await Receiver("").start()
-    database = await open_database(url)
-    try:
+@pytest.fixture
+async def failing(tmp_path: Path) -> AsyncIterator[Callable[[int], Awaitable[FailingConnection]]]:
+    opened: list[Callable[[], Awaitable[object]]] = []
+
+    async def make(check_interval_seconds: int) -> FailingConnection:
+        url = f"sqlite:///{tmp_path / 'healthgraph.db'}"
+        engine = create_engine(url)
+        await upgrade_database(engine)
+        await engine.dispose()
+        target = await _failing_target()
+        opened.append(target.close)
+        receiver = await Receiver("").start()
+        opened.append(receiver.close)
+        database = await open_database(url)
+        opened.append(database.close)
         async with database.sessions.begin() as session:
             consumer = await commands.create_consumer(session, external_id="acme", name="Acme")
             connector = await commands.create_connector(
@@ -85,39 +96,54 @@ async def test_kill_9_between_the_failure_and_its_delivery_loses_nothing(
                 heartbeat={"url": str(target.make_url("/health"))},
                 outbound=LOOPBACK_OUTBOUND,
             )
-            await commands.create_connection(
+            connection = await commands.create_connection(
                 session,
                 consumer_id=consumer.id,
                 connector_id=connector.id,
                 name="Acme Books",
                 state=ConnectionState.ACTIVE,
-                check_interval_seconds=600,
+                check_interval_seconds=check_interval_seconds,
                 outbound=LOOPBACK_OUTBOUND,
             )
         receiver.secret = await _endpoint(database, receiver.url)
-        # The failure is held for a minute (an outage might show): kill -9 meanwhile.
-        serve = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="60")
-        await wait_until(lambda: _has_events(database), 30, "the failure's event committed")
-        serve.process.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(serve.process.wait(), 10) == -signal.SIGKILL
-        assert receiver.requests == 0
+        return FailingConnection(url, database, receiver, connection.id)
 
-        restarted = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
-        await restarted.wait_ready()
-        await wait_until(lambda: _received(receiver, 1), 30, "the event after the restart")
-        await asyncio.sleep(2)  # nothing more follows
-        (item,) = receiver.received
-        assert (item.type, item.body["data"]["connection"]["name"]) == (
-            "connection.failed",
-            "Acme Books",
-        )
-        assert item.body["data"]["connection"]["last_error"].startswith("HTTP 500")
-        assert receiver.refused == []
-        await restarted.stop()
+    try:
+        yield make
     finally:
-        await database.close()
-        await receiver.close()
-        await target.close()
+        for close in reversed(opened):
+            await close()
+
+
+async def _events(database: Database) -> int:
+    async with database.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(WebhookEventRow)) or 0)
+
+
+async def test_kill_9_between_the_failure_and_its_delivery_loses_nothing(
+    failing: Callable[[int], Awaitable[FailingConnection]], services: Start
+) -> None:
+    world = await failing(600)
+    database, receiver = world.database, world.receiver
+    # The failure is held for a minute (an outage might show): kill -9 meanwhile.
+    serve = await services(world.url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="60")
+    await wait_until(lambda: _has_events(database), 30, "the failure's event committed")
+    serve.process.send_signal(signal.SIGKILL)
+    assert await asyncio.wait_for(serve.process.wait(), 10) == -signal.SIGKILL
+    assert receiver.requests == 0
+
+    restarted = await services(world.url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
+    await restarted.wait_ready()
+    await wait_until(lambda: _received(receiver, 1), 30, "the event after the restart")
+    await asyncio.sleep(2)  # nothing more follows
+    (item,) = receiver.received
+    assert (item.type, item.body["data"]["connection"]["name"]) == (
+        "connection.failed",
+        "Acme Books",
+    )
+    assert item.body["data"]["connection"]["last_error"].startswith("HTTP 500")
+    assert receiver.refused == []
+    await restarted.stop()
 
 
 async def _has_events(database: Database) -> bool:
@@ -194,74 +220,44 @@ async def test_three_postgresql_workers_deliver_1000_events_once_each(
 
 
 async def test_a_mute_holds_across_a_restart_and_its_end_tells_the_failure(
-    tmp_path: Path, services: Start
+    failing: Callable[[int], Awaitable[FailingConnection]], services: Start
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'healthgraph.db'}"
-    engine = create_engine(url)
-    await upgrade_database(engine)
-    await engine.dispose()
-    target = await _failing_target()
-    receiver = await Receiver("").start()
-    database = await open_database(url)
-    try:
-        async with database.sessions.begin() as session:
-            consumer = await commands.create_consumer(session, external_id="acme", name="Acme")
-            connector = await commands.create_connector(
-                session,
-                slug="books",
-                name="Books",
-                category="accounting",
-                heartbeat={"url": str(target.make_url("/health"))},
-                outbound=LOOPBACK_OUTBOUND,
-            )
-            connection = await commands.create_connection(
-                session,
-                consumer_id=consumer.id,
-                connector_id=connector.id,
-                name="Acme Books",
-                state=ConnectionState.ACTIVE,
-                check_interval_seconds=1,
-                outbound=LOOPBACK_OUTBOUND,
-            )
-            await mutes.mute(
-                session,
-                MuteScope.CONNECTION,
-                connection.id,
-                until=datetime.now(UTC) + timedelta(hours=1),
-                reason="customer migrating",
-            )
-        receiver.secret = await _endpoint(database, receiver.url)
-        serve = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
-        await serve.wait_ready()
-        await wait_until(lambda: _has_events(database), 30, "the failure's event committed")
-        serve.process.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(serve.process.wait(), 10) == -signal.SIGKILL
-
-        restarted = await services(url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
-        await restarted.wait_ready()
-        async with httpx.AsyncClient(timeout=10) as client:
-            metrics = (await client.get(f"{restarted.base_url}/metrics")).text
-        assert (
-            f'healthgraph_connection_muted{{connection_id="{connection.id}"}} 1'
-            in metrics.splitlines()
+    world = await failing(1)
+    database, receiver, connection_id = world.database, world.receiver, world.connection_id
+    async with database.sessions.begin() as session:
+        await mutes.mute(
+            session,
+            MuteScope.CONNECTION,
+            connection_id,
+            until=datetime.now(UTC) + timedelta(hours=1),
+            reason="customer migrating",
         )
-        # Checks go on failing every second; the muted failure is told to nobody.
-        await wait_until(lambda: _dispatched_all(database), 30, "the event dispatched")
-        await asyncio.sleep(2)
-        assert receiver.requests == 0
+    serve = await services(world.url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
+    await serve.wait_ready()
+    await wait_until(lambda: _has_events(database), 30, "the failure's event committed")
+    serve.process.send_signal(signal.SIGKILL)
+    assert await asyncio.wait_for(serve.process.wait(), 10) == -signal.SIGKILL
 
-        async with database.sessions.begin() as session:
-            assert await mutes.unmute(session, MuteScope.CONNECTION, connection.id) == 1
-        await wait_until(lambda: _received(receiver, 1), 30, "the failure told after the mute")
-        await asyncio.sleep(2)  # once, not once per failed check
-        assert [
-            (item.type, item.body["data"]["connection"]["name"]) for item in receiver.received
-        ] == [("connection.failed", "Acme Books")]
-        await restarted.stop()
-    finally:
-        await database.close()
-        await receiver.close()
-        await target.close()
+    restarted = await services(world.url, "serve", HEALTHGRAPH_OUTAGE_HOLD_SECONDS="0")
+    await restarted.wait_ready()
+    async with httpx.AsyncClient(timeout=10) as client:
+        metrics = (await client.get(f"{restarted.base_url}/metrics")).text
+    assert f'healthgraph_connection_muted{{connection_id="{connection_id}"}} 1' in (
+        metrics.splitlines()
+    )
+    # Checks go on failing every second; the muted failure is told to nobody.
+    await wait_until(lambda: _dispatched_all(database), 30, "the event dispatched")
+    await asyncio.sleep(2)
+    assert receiver.requests == 0
+
+    async with database.sessions.begin() as session:
+        assert await mutes.unmute(session, MuteScope.CONNECTION, connection_id) == 1
+    await wait_until(lambda: _received(receiver, 1), 30, "the failure told after the mute")
+    await asyncio.sleep(2)  # once, not once per failed check
+    assert [(item.type, item.body["data"]["connection"]["name"]) for item in receiver.received] == [
+        ("connection.failed", "Acme Books")
+    ]
+    await restarted.stop()
 
 
 async def _dispatched_all(database: Database) -> bool:
