@@ -362,11 +362,13 @@ class WrkResult:
     non_2xx: int
 
 
-async def run_wrk(url: str, script: Path, connections: int, seconds: int) -> WrkResult:
+async def run_wrk(
+    url: str, script: Path, connections: int, seconds: int, threads: int = 2
+) -> WrkResult:
     binary = shutil.which("wrk") or "/usr/bin/wrk"
     process = await asyncio.create_subprocess_exec(
         binary,
-        "-t2",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{seconds}s",
         "--timeout",
@@ -395,7 +397,7 @@ async def run_wrk(url: str, script: Path, connections: int, seconds: int) -> Wrk
 
 
 async def blackbox_probes_per_s(
-    target_ports: Sequence[int], wrk_connections: Sequence[int], seconds: int
+    target_ports: Sequence[int], wrk_connections: Sequence[int], seconds: int, wrk_threads: int = 2
 ) -> list[WrkResult]:
     """blackbox_exporter probing the nginx target as fast as wrk makes it."""
     binary = shutil.which("prometheus-blackbox-exporter") or "/usr/bin/prometheus-blackbox-exporter"
@@ -430,7 +432,7 @@ async def blackbox_probes_per_s(
         results = []
         for connections in wrk_connections:
             usage = Usage([process.pid])
-            result = await run_wrk(base, script, connections, seconds)
+            result = await run_wrk(base, script, connections, seconds, wrk_threads)
             cores, machine = usage.cores()
             print(
                 f"    wrk -c{connections}: {result.requests_per_s:8.0f} probes/s "

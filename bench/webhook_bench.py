@@ -23,18 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import func, insert, select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,12 +41,10 @@ from probe_bench import (
     nginx,
     postgres_backend,
     seed,
-    spawn,
     sqlite_backend,
-    stop_process,
     table,
-    wait_for_port,
 )
+from running import checks_per_second, services
 
 from probes.guard import AddressGuard
 from store.commands.webhooks import create_webhook_endpoint
@@ -64,22 +57,6 @@ EVENTS_PER_MINUTE = 1000
 WARM_UP_SECONDS = 10
 MEASURE_SECONDS = 20
 GOAL = 0.95
-
-
-def _healthgraph() -> str:
-    return str(Path(sys.executable).parent / "healthgraph")
-
-
-def _env(url: str, key: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHGRAPH_")}
-    env.update(
-        HEALTHGRAPH_DATABASE_URL=url,
-        HEALTHGRAPH_SECRET_KEYS=key,
-        HEALTHGRAPH_ALLOW_TARGETS="127.0.0.1/32,::1/128",
-        HEALTHGRAPH_LOG_LEVEL="WARNING",
-        **extra,
-    )
-    return env
 
 
 def _event(n: int, now: datetime) -> dict[str, Any]:
@@ -135,29 +112,6 @@ async def _delivered(backend: Backend) -> int:
         )
 
 
-@asynccontextmanager
-async def _services(backend: Backend, key: str, processes: int) -> AsyncIterator[list[str]]:
-    """`serve` on SQLite, `processes` workers on PostgreSQL; yields their /metrics URLs."""
-    started: list[subprocess.Popen[Any]] = []
-    urls: list[str] = []
-    try:
-        for _ in range(1 if backend.sqlite_file is not None else processes):
-            port = free_ports(1)[0]
-            if backend.sqlite_file is not None:
-                command = [_healthgraph(), "serve", "--port", str(port)]
-                env = _env(backend.url, key)
-            else:
-                command = [_healthgraph(), "worker"]
-                env = _env(backend.url, key, HEALTHGRAPH_WORKER_METRICS_PORT=str(port))
-            started.append(spawn(command, env=env))
-            await wait_for_port(port, started[-1], 60)
-            urls.append(f"http://127.0.0.1:{port}/metrics")
-        yield urls
-    finally:
-        for process in started:
-            stop_process(process)
-
-
 async def section_rate(args: argparse.Namespace, receiver: str) -> None:
     print(f"\n== rate: {args.events:,} events to one endpoint (nginx answers 200) ==")
     for make, processes in ((sqlite_backend, 1), (lambda: postgres_backend(args.postgres), 2)):
@@ -166,7 +120,7 @@ async def section_rate(args: argparse.Namespace, receiver: str) -> None:
             await _endpoint(backend, receiver, key)
             await _write_events(backend, args.events)
             background = await background_cores()
-            async with _services(backend, key, processes):
+            async with services(backend, key, processes):
                 first = last = None
                 began = time.monotonic()
                 while time.monotonic() - began < 600:
@@ -185,33 +139,23 @@ async def section_rate(args: argparse.Namespace, receiver: str) -> None:
             rate = (args.events - first[1]) / seconds
             print(
                 f"  {backend.name} ({who}): {rate:,.0f} events/s "
-                f"({args.events:,} in {last - began:.1f} s from start; {background:.2f} cores busy before)"
+                f"({args.events:,} in {last - began:.1f} s from start; "
+                f"{background:.2f} cores busy before)"
             )
-
-
-async def _checks_total(client: httpx.AsyncClient, url: str) -> float:
-    text = (await client.get(url)).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("healthgraph_checks_total{")
-    )
 
 
 async def _checks_per_second(backend: Backend, key: str, events: bool) -> float:
     """One run of a fresh `serve`: checks/s over MEASURE_SECONDS after WARM_UP_SECONDS."""
     flowing: asyncio.Task[None] | None = None
-    async with _services(backend, key, 1) as (url,):
+    async with services(backend, key, 1) as (url,):
         if events:
             flowing = asyncio.create_task(_flow(backend))
-        async with httpx.AsyncClient(timeout=30) as client:
-            await asyncio.sleep(WARM_UP_SECONDS)
-            before, started = await _checks_total(client, url), time.monotonic()
-            await asyncio.sleep(MEASURE_SECONDS)
-            after, ended = await _checks_total(client, url), time.monotonic()
+        rate = await checks_per_second(
+            url, warm_up_seconds=WARM_UP_SECONDS, measure_seconds=MEASURE_SECONDS
+        )
         if flowing is not None:
             flowing.cancel()
-    return (after - before) / (ended - started)
+    return rate
 
 
 async def _flow(backend: Backend) -> None:
@@ -257,7 +201,8 @@ async def section_checks(args: argparse.Namespace, receiver: str, ports: list[in
                 results.append(rate)
                 label = "with webhooks" if events else "without"
                 print(
-                    f"  round {round_ + 1} {label}: {rate:,.0f} checks/s ({background:.2f} cores busy before)"
+                    f"  round {round_ + 1} {label}: {rate:,.0f} checks/s "
+                    f"({background:.2f} cores busy before)"
                 )
         delivered = await _delivered(backend)
         a, b = statistics.median(without), statistics.median(with_events)
