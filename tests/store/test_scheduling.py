@@ -291,6 +291,39 @@ async def test_a_success_writes_the_row_releases_the_claim_and_schedules_the_nex
     ]
 
 
+async def test_the_next_check_keeps_the_cadence_of_the_due_time_not_of_the_check(
+    graph: Graph,
+) -> None:
+    on_time, late, very_late = [await graph.connection(interval=60) for _ in range(3)]
+    await graph.claim(T0)
+    await graph.record(
+        [
+            (on_time, ok(T0 + timedelta(seconds=0.4))),
+            # Up to half an interval late: still on the cadence.
+            (late, ok(T0 + timedelta(seconds=30))),
+            # Later than that: again from the check, so a backlog is not caught up at double
+            # speed (the next one half an interval on).
+            (very_late, ok(T0 + timedelta(seconds=45))),
+        ]
+    )
+    assert [(await graph.row(id_)).next_check_at for id_ in (on_time, late, very_late)] == [
+        T0 + timedelta(seconds=60),
+        T0 + timedelta(seconds=60),
+        T0 + timedelta(seconds=75),
+    ]
+
+
+async def test_a_check_out_of_turn_starts_the_cadence_again_from_its_own_time(
+    graph: Graph,
+) -> None:
+    connection_id = await graph.connection(interval=60)
+    async with graph.db.sessions.begin() as session:
+        await record_unclaimed_outcomes(
+            session, outcomes=[(connection_id, ok(T0 + timedelta(seconds=20)))], jitter=no_jitter
+        )
+    assert (await graph.row(connection_id)).next_check_at == T0 + timedelta(seconds=80)
+
+
 async def test_status_flips_only_at_the_failure_threshold(graph: Graph) -> None:
     connection_id = await graph.connection(status=ConnectionStatus.CONNECTED, threshold=3)
     at = [T0 + timedelta(seconds=60 * n) for n in range(5)]
