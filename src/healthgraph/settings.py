@@ -63,8 +63,9 @@ class Settings:
     log_level: str = "INFO"
     public_url: str | None = None
     worker_metrics_port: int = 9464
-    # 0: the scheduler probes in its own process; N: in N child processes (probes.pool).
-    probe_processes: int = 0
+    # 0: the scheduler probes in its own process; N: in N child processes (probes.pool);
+    # None ("auto"): as many as the catalog asks for at start-up (healthgraph.probe_cores).
+    probe_processes: int | None = None
     # The interpreter tuning of healthgraph.runtime (collector thresholds, switch interval).
     runtime_tuning: bool = True
     # A connector is in outage when at least this many of its ACTIVE, checked connections
@@ -160,6 +161,19 @@ def _count(key: str, raw: Any, maximum: int) -> int:
     if not 0 <= count <= maximum:
         raise SettingsError(key, raw, f"expected a whole number 0..{maximum}")
     return count
+
+
+def _probe_processes(raw: Any) -> int | None:
+    if str(raw).strip().lower() == "auto":
+        return None
+    try:
+        return _count(f"{PREFIX}PROBE_PROCESSES", raw, MAX_PROBE_PROCESSES)
+    except SettingsError:
+        raise SettingsError(
+            f"{PREFIX}PROBE_PROCESSES",
+            raw,
+            f"expected auto or a whole number 0..{MAX_PROBE_PROCESSES}",
+        ) from None
 
 
 def _number(key: str, raw: Any, low: float, high: float, expected: str) -> float:
@@ -267,9 +281,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             )
         values["log_level"] = level
     if "PROBE_PROCESSES" in raw:
-        values["probe_processes"] = _count(
-            f"{PREFIX}PROBE_PROCESSES", raw["PROBE_PROCESSES"], MAX_PROBE_PROCESSES
-        )
+        values["probe_processes"] = _probe_processes(raw["PROBE_PROCESSES"])
     if "OUTAGE_MIN_CONNECTIONS" in raw:
         values["outage_min_connections"] = _count(
             f"{PREFIX}OUTAGE_MIN_CONNECTIONS", raw["OUTAGE_MIN_CONNECTIONS"], 1_000_000

@@ -28,9 +28,10 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from graphql_schema.links import LinkSigner
-from healthgraph.database import open_database
+from healthgraph.database import Database, open_database
 from healthgraph.errors import HealthgraphError
 from healthgraph.logs import configure_logging
+from healthgraph.probe_cores import probe_processes_for, usable_cores
 from healthgraph.settings import Settings, load_settings
 from healthgraph.webhook_payload import payload_renderer
 from probes.pool import ProbeProcessConfig, ProbeProcesses
@@ -38,6 +39,7 @@ from probes.scheduler import CheckObserver, CheckRunner, OnChanges, Scheduler, S
 from probes.target import ProbeContext
 from probes.token_broker import RefreshObserver, TokenBroker
 from probes.webhook_worker import DeliveryObserver, WebhookWorker
+from store.demand import asked_checks_per_second
 from store.engine import async_url
 from store.errors import StoreError
 from store.scheduling import MAX_WORKER_ID_LENGTH, release_stale_claims
@@ -153,10 +155,11 @@ async def _run_scheduler(
                     connections_per_origin=config.per_host_concurrency,
                 )
             )
+            probe_processes = await _probe_processes(settings, database)
             run_check: CheckRunner | None = None
-            if settings.probe_processes:
+            if probe_processes:
                 processes = ProbeProcesses(
-                    settings.probe_processes,
+                    probe_processes,
                     ProbeProcessConfig(
                         allow=settings.allow_targets,
                         key_ring=key_ring,
@@ -192,14 +195,29 @@ async def _run_scheduler(
                 "healthgraph worker %s started on %s, probing in %s",
                 scheduler.worker_id,
                 "SQLite" if database_file else "PostgreSQL",
-                f"{settings.probe_processes} processes"
-                if settings.probe_processes
-                else "this process",
+                f"{probe_processes} processes" if probe_processes else "this process",
             )
             # Side by side, never in each other's way: a webhook never delays a check.
             await asyncio.gather(scheduler.run(stop), webhooks.run(stop))
     finally:
         await database.close()
+
+
+async def _probe_processes(settings: Settings, database: Database) -> int:
+    if settings.probe_processes is not None:
+        return settings.probe_processes
+    async with database.sessions() as session:
+        asked = await asked_checks_per_second(session)
+    cores = usable_cores()
+    chosen = probe_processes_for(asked, cores)
+    log.info(
+        "HEALTHGRAPH_PROBE_PROCESSES=auto: the catalog asks for %.0f checks/s on %d cores: "
+        "%d probe processes",
+        asked,
+        cores,
+        chosen,
+    )
+    return chosen
 
 
 @contextmanager

@@ -27,7 +27,7 @@ def test_defaults() -> None:
         log_level="INFO",
         public_url=None,
         worker_metrics_port=9464,
-        probe_processes=0,
+        probe_processes=None,
         runtime_tuning=True,
     )
 
@@ -47,6 +47,9 @@ def test_a_bad_runtime_tuning_value_is_named() -> None:
 
 def test_probe_processes_from_the_environment() -> None:
     assert load_settings({"HEALTHGRAPH_PROBE_PROCESSES": " 2 "}).probe_processes == 2
+    assert load_settings({"HEALTHGRAPH_PROBE_PROCESSES": "0"}).probe_processes == 0
+    assert load_settings({"HEALTHGRAPH_PROBE_PROCESSES": "Auto"}).probe_processes is None
+    assert load_settings({}).probe_processes is None
 
 
 def test_environment_file_and_overrides_in_that_order(tmp_path: Path) -> None:
@@ -111,11 +114,11 @@ def test_environment_file_and_overrides_in_that_order(tmp_path: Path) -> None:
         ),
         (
             {"HEALTHGRAPH_PROBE_PROCESSES": "two"},
-            "HEALTHGRAPH_PROBE_PROCESSES: expected a whole number 0..64 (got 'two')",
+            "HEALTHGRAPH_PROBE_PROCESSES: expected auto or a whole number 0..64 (got 'two')",
         ),
         (
             {"HEALTHGRAPH_PROBE_PROCESSES": "-1"},
-            "HEALTHGRAPH_PROBE_PROCESSES: expected a whole number 0..64 (got '-1')",
+            "HEALTHGRAPH_PROBE_PROCESSES: expected auto or a whole number 0..64 (got '-1')",
         ),
         (
             {"HEALTHGRAPH_PUBLIC_URL": "ftp://hg.example"},

@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select, update
 
 from healthgraph.database import Database, open_database
+from healthgraph.probe_cores import probe_processes_for, usable_cores
 from healthgraph.settings import load_settings
 from healthgraph.worker import WorkerLockedError, run_worker
 from probes.scheduler import SchedulerConfig
@@ -266,6 +267,52 @@ async def test_a_sqlite_worker_with_probe_processes_checks_each_connection_once(
         assert [pid for pid in probe_processes if process_running(pid)] == []
     finally:
         await database.close()
+
+
+async def test_auto_probes_a_small_catalog_in_its_own_process(
+    tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hg.db'}"
+    database = await open_database(url)
+    try:
+        await add_connections(database, target.base_url, 300, path="fast", due=False)
+    finally:
+        await database.close()
+    worker = await workers(url)  # HEALTHGRAPH_PROBE_PROCESSES unset: auto
+    await worker.wait_started()
+    log = await worker.log()
+    assert (
+        f"HEALTHGRAPH_PROBE_PROCESSES=auto: the catalog asks for 0 checks/s on {usable_cores()} "
+        "cores: 0 probe processes" in log
+    )
+    assert "probing in this process" in log
+    assert child_pids(worker.process.pid) == []
+    assert await worker.stop() == 0
+
+
+async def test_auto_starts_probe_processes_when_the_catalog_asks_for_many_checks(
+    tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hg.db'}"
+    database = await open_database(url)
+    try:
+        # 3,000 a second asked (every second), none due during the test.
+        await add_connections(database, target.base_url, 3000, path="fast", due=False)
+        async with database.sessions.begin() as session:
+            await session.execute(update(ConnectionRow).values(check_interval_seconds=1))
+    finally:
+        await database.close()
+    cores = usable_cores()
+    expected = probe_processes_for(3000, cores)
+    assert expected == min(2, cores - 1)  # one per 1,500 checks/s, within the spare cores
+    worker = await workers(url)
+    await worker.wait_started()
+    assert (
+        f"the catalog asks for 3000 checks/s on {cores} cores: {expected} probe processes"
+        in await worker.log()
+    )
+    assert len(child_pids(worker.process.pid)) == expected
+    assert await worker.stop() == 0
 
 
 async def test_run_worker_in_process_refuses_a_second_one_on_sqlite(tmp_path: Path) -> None:
