@@ -161,14 +161,13 @@ def _on_cadence(jitter: Jitter) -> NextCheck:
     the time a check waited for its claim and its probe does not stretch every interval (at
     0.3 s a claim, 3,000 connections every second were checked 2,200 times a second, not
     3,000). A check later than half an interval (a worker stopped or overloaded) starts again
-    from its own time, so a backlog is not caught up at double speed."""
+    from its own time, a whole interval on: an overloaded scheduler is never asked for more."""
 
     def next_due(due_at: datetime | None, health: _Health, outcome: CheckOutcome) -> datetime:
-        interval = health.check_interval_seconds
-        base = outcome.checked_at + timedelta(seconds=interval / 2)
-        if due_at is not None:
-            base = max(base, due_at + timedelta(seconds=interval))
-        return base + timedelta(seconds=jitter(interval))
+        interval = timedelta(seconds=health.check_interval_seconds)
+        on_time = due_at is not None and outcome.checked_at - due_at <= interval / 2
+        base = due_at if on_time and due_at is not None else outcome.checked_at
+        return base + interval + timedelta(seconds=jitter(health.check_interval_seconds))
 
     return next_due
 
