@@ -165,8 +165,9 @@ def _on_cadence(jitter: Jitter) -> NextCheck:
 
     def next_due(due_at: datetime | None, health: _Health, outcome: CheckOutcome) -> datetime:
         interval = timedelta(seconds=health.check_interval_seconds)
-        on_time = due_at is not None and outcome.checked_at - due_at <= interval / 2
-        base = due_at if on_time and due_at is not None else outcome.checked_at
+        base = outcome.checked_at
+        if due_at is not None and base - due_at <= interval / 2:
+            base = due_at
         return base + interval + timedelta(seconds=jitter(health.check_interval_seconds))
 
     return next_due
