@@ -1,5 +1,5 @@
-"""How many probe processes a scheduler starts when HEALTHGRAPH_PROBE_PROCESSES is `auto`
-(the default): none for a small catalog, one more core per share of the checks the catalog
+"""How many probe processes a SQLite scheduler starts when HEALTHGRAPH_PROBE_PROCESSES is
+`auto` (the default; on PostgreSQL `auto` is none, see healthgraph.worker): none for a small catalog, one more core per share of the checks the catalog
 asks for, never more than the cores the machine has beside the scheduler's own."""
 
 from __future__ import annotations

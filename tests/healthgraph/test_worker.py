@@ -315,6 +315,24 @@ async def test_auto_starts_probe_processes_when_the_catalog_asks_for_many_checks
     assert await worker.stop() == 0
 
 
+@pytest.mark.postgres
+async def test_auto_on_postgresql_probes_in_the_workers_own_process(
+    postgres: Database,
+    postgres_url: str,
+    target: Target,
+    workers: Callable[..., Awaitable[Worker]],
+) -> None:
+    await add_connections(postgres, target.base_url, 3000, path="fast", due=False)
+    async with postgres.sessions.begin() as session:
+        await session.execute(update(ConnectionRow).values(check_interval_seconds=1))
+    worker = await workers(postgres_url)
+    await worker.wait_started()
+    log = await worker.log()
+    assert "HEALTHGRAPH_PROBE_PROCESSES=auto on PostgreSQL: probing in this process" in log
+    assert child_pids(worker.process.pid) == []
+    assert await worker.stop() == 0
+
+
 async def test_run_worker_in_process_refuses_a_second_one_on_sqlite(tmp_path: Path) -> None:
     settings = load_settings({"HEALTHGRAPH_DATABASE_URL": f"sqlite:///{tmp_path / 'hg.db'}"})
     stop = asyncio.Event()
