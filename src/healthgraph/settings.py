@@ -64,7 +64,8 @@ class Settings:
     public_url: str | None = None
     worker_metrics_port: int = 9464
     # 0: the scheduler probes in its own process; N: in N child processes (probes.pool);
-    # None ("auto"): as many as the catalog asks for at start-up (healthgraph.probe_cores).
+    # None ("auto"): on SQLite as many as the catalog asks for at start-up
+    # (healthgraph.probe_cores), on PostgreSQL none (healthgraph.worker).
     probe_processes: int | None = None
     # The interpreter tuning of healthgraph.runtime (collector thresholds, switch interval).
     runtime_tuning: bool = True
