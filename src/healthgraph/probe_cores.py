@@ -1,6 +1,7 @@
 """How many probe processes a SQLite scheduler starts when HEALTHGRAPH_PROBE_PROCESSES is
-`auto` (the default; on PostgreSQL `auto` is none, see healthgraph.worker): none for a small catalog, one more core per share of the checks the catalog
-asks for, never more than the cores the machine has beside the scheduler's own."""
+`auto` (the default; on PostgreSQL `auto` is none, see healthgraph.worker): none for a small
+catalog, one more core per share of the checks the catalog asks for, never more than the
+cores the machine has beside the scheduler's own."""
 
 from __future__ import annotations
 

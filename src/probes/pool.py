@@ -182,8 +182,9 @@ class ProbeProcesses:
             if child is not None and child.process.returncode is None
         ]
 
-    async def aclose(self) -> None:
-        """Close every child's stdin (it finishes what it holds and exits) and wait for it."""
+    async def aclose(self) -> list[int]:
+        """Close every child's stdin (it finishes what it holds and exits) and wait for it;
+        their exit codes (a code other than 0 is logged)."""
         self._closing = True
         children = [child for child in self._children if child is not None]
         for child in children:
@@ -200,6 +201,14 @@ class ProbeProcesses:
             if child.listener is not None:
                 await child.listener
         self._children = [None] * self._count
+        codes = []
+        for child in children:
+            code = child.process.returncode
+            assert code is not None  # waited for above
+            if code != 0:
+                log.warning("probe process %d exited with %d", child.process.pid, code)
+            codes.append(code)
+        return codes
 
     async def __aenter__(self) -> ProbeProcesses:
         await self.start()
@@ -323,9 +332,11 @@ async def _child_main(frames_out: int) -> None:
     try:
         await _serve_checks(reader, writer)
     finally:
-        writer.close()
+        # Drain, then close: a write pipe's FlowControlMixin protocol has no close waiter,
+        # so `wait_closed()` raises NotImplementedError on every stop.
         with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+            await writer.drain()
+        writer.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

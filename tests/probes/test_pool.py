@@ -174,3 +174,15 @@ async def test_the_scheduler_records_what_probe_processes_checked(
     )
     assert (await graph.row(later)).last_checked_at is None
     assert sorted(check.connection_id for check in await all_checks(graph)) == [healthy, broken]
+
+
+async def test_probe_processes_exit_cleanly_when_closed(http_server: HttpServer) -> None:
+    config = ProbeProcessConfig(allow=tuple(LOOPBACK), key_ring=KEY_RING, connections_per_origin=4)
+    processes = ProbeProcesses(2, config)
+    await processes.start()
+    outcomes = await asyncio.gather(
+        *(processes.check(due_check(n, http_server.url("/status/200"))) for n in range(1, 5))
+    )
+    assert [outcome.success for outcome, _ in outcomes] == [True] * 4
+    # Each child drains its answers and exits 0 (it used to die closing its pipe).
+    assert await processes.aclose() == [0, 0]
