@@ -15,7 +15,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from exporter import contract as c
-from store.metrics import AttentionMetrics, ConnectionMetrics, MetricsSnapshot, UseMetrics
+from store.metric_blocks import ConnectionBlock, UseBlock
+from store.metrics import AttentionMetrics, MetricsSnapshot
+
+T = TypeVar("T")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -41,24 +44,35 @@ def header(family: c.Family) -> str:
     return f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n"
 
 
-ROWS_PER_PIECE = 1024
-"""Rows rendered per piece of a per-row family: ~50-230 KB of text, whatever the row count."""
+ROWS_PER_PIECE = 2048
+"""Items per piece of a family held as a plain list (muted connections, credentials...): as
+many as in one block of connections (store.metrics.BLOCK_ROWS), whose rows are rendered a
+block per piece: 100-450 KB of text, whatever the row count."""
 
-Row = TypeVar("Row")
+Part = TypeVar("Part")
 
 
 def _family(
-    family: c.Family, rows: Sequence[Row], lines: Callable[[Sequence[Row]], list[str]]
+    family: c.Family, parts: Iterable[Part], lines: Callable[[Part], list[str]]
 ) -> Iterator[str]:
-    """HELP and TYPE, then the samples of `ROWS_PER_PIECE` rows at a time; `lines(block)` gives
-    each sample as `{labels} value` without the name (the name is joined in once per piece)."""
+    """HELP and TYPE, then one piece of samples per part (a block of rows); `lines(part)`
+    gives each sample as `{labels} value`, without the name (joined in once per piece)."""
     yield header(family)
     name = family.name
     joiner = "\n" + name
-    for start in range(0, len(rows), ROWS_PER_PIECE):
-        block = lines(rows[start : start + ROWS_PER_PIECE])
-        if block:
+    for part in parts:
+        if block := lines(part):
             yield f"{name}{joiner.join(block)}\n"
+
+
+def _listed(
+    family: c.Family, items: Sequence[T], lines: Callable[[Sequence[T]], list[str]]
+) -> Iterator[str]:
+    """_family over a list held whole, ROWS_PER_PIECE items per piece."""
+    parts = (
+        items[start : start + ROWS_PER_PIECE] for start in range(0, len(items), ROWS_PER_PIECE)
+    )
+    return _family(family, parts, lines)
 
 
 def _single(family: c.Family, value: str) -> str:
@@ -89,41 +103,40 @@ def render_pieces(snapshot: MetricsSnapshot) -> Iterator[str]:
     Only one piece's lines are alive at a time: a 100k-connection scrape never holds its
     ~100 MB of text, whatever reads the pieces (exporter.stream joins and compresses them).
     """
-    rows = snapshot.connections
-    names = _Names(snapshot)
-    yield from _family(c.CONNECTION_UP, rows, names.up)
-    yield from _family(c.LAST_CHECKED, rows, names.last_checked)
-    yield from _family(c.LAST_SUCCESS, rows, _last_success)
-    yield from _family(c.CHECK_INTERVAL, rows, _check_interval)
-    yield from _family(c.CHECK_DURATION, rows, _check_duration)
-    yield from _family(c.CONSECUTIVE_FAILURES, rows, _consecutive_failures)
-    yield from _family(c.FAILURE_REASON, rows, _failure_reason)
-    yield from _family(c.TLS_EXPIRY, rows, _tls_expiry)
-    yield from _family(c.PENDING_SINCE, rows, _pending_since)
-    yield from _family(c.CONNECTION_INFO, rows, names.info)
-    yield from _family(c.USE_UP, snapshot.uses, _Uses().lines)
-    yield from _family(c.CONNECTIONS, _small(c.CONNECTIONS, _by_state(snapshot)), _same)
+    rows = _Connections(snapshot)
+    blocks = snapshot.connections.blocks
+    yield from _family(c.CONNECTION_UP, blocks, rows.up)
+    yield from _family(c.LAST_CHECKED, blocks, rows.last_checked)
+    yield from _family(c.LAST_SUCCESS, blocks, _last_success)
+    yield from _family(c.CHECK_INTERVAL, blocks, _check_interval)
+    yield from _family(c.CHECK_DURATION, blocks, _check_duration)
+    yield from _family(c.CONSECUTIVE_FAILURES, blocks, _consecutive_failures)
+    yield from _family(c.FAILURE_REASON, blocks, _failure_reason)
+    yield from _family(c.TLS_EXPIRY, blocks, _tls_expiry)
+    yield from _family(c.PENDING_SINCE, blocks, _pending_since)
+    yield from _family(c.CONNECTION_INFO, blocks, rows.info)
+    yield from _family(c.USE_UP, snapshot.uses.blocks, _Uses().lines)
+    yield from _listed(c.CONNECTIONS, _small(c.CONNECTIONS, _by_state(snapshot)), list)
     yield _single(c.CONSUMERS, str(len(snapshot.consumers)))
     yield _single(c.CONSUMERS_ACTIVE, str(snapshot.consumers_active))
-    yield from _family(
-        c.SYNC_ACTIVATIONS, _small(c.SYNC_ACTIVATIONS, _activations(snapshot)), _same
-    )
-    yield from _family(
-        c.SYNC_ACTIVATION_RATIO, _small(c.SYNC_ACTIVATION_RATIO, _ratios(snapshot)), _same
+    yield from _listed(c.SYNC_ACTIVATIONS, _small(c.SYNC_ACTIVATIONS, _activations(snapshot)), list)
+    yield from _listed(
+        c.SYNC_ACTIVATION_RATIO, _small(c.SYNC_ACTIVATION_RATIO, _ratios(snapshot)), list
     )
     yield _single(c.SCHEDULER_OVERDUE, str(snapshot.overdue_connections))
     yield _single(c.SCHEDULER_LAG, number(snapshot.scheduler_lag_seconds))
-    yield from _attention(snapshot.attention, names.connector)
+    yield from _attention(snapshot.attention, rows.connector)
 
 
 # --- the per-connection families, one block of rows at a time -----------------------------------
-# One comprehension per family and block: the loop runs in the interpreter's fast path, and
-# each line is one f-string or one concatenation.
+# One comprehension per family and block, zipping the columns it needs: the loop runs in the
+# interpreter's fast path, each line is one f-string or one concatenation, and float columns
+# hold NaN for "no value" (`x == x` is false only for NaN).
 
 
-class _Names:
-    """A snapshot's connector and consumer names escaped once each, not once per connection;
-    and the families whose labels carry them."""
+class _Connections:
+    """The families labelled with names; connector and consumer names escaped once each, not
+    once per connection."""
 
     def __init__(self, snapshot: MetricsSnapshot) -> None:
         self.connector = {id_: escape(name) for id_, name in snapshot.connectors.items()}
@@ -133,86 +146,98 @@ class _Names:
             id_: escape(names.external_id) for id_, names in snapshot.consumers.items()
         }
 
-    def identity(self, rows: Sequence[ConnectionMetrics]) -> list[str]:
+    def identity(self, rows: ConnectionBlock) -> list[str]:
         connector, consumer = self.connector, self.consumer
         return [
-            f'{{connection_id="{row.id}",connection="{escape(row.name)}",'
-            f'connector="{connector[row.connector_id]}",consumer="{consumer[row.consumer_id]}"}} '
-            for row in rows
+            f'{{connection_id="{id_}",connection="{escape(name)}",'
+            f'connector="{connector[connector_id]}",consumer="{consumer[consumer_id]}"}} '
+            for id_, name, connector_id, consumer_id in zip(
+                rows.id, rows.name, rows.connector_id, rows.consumer_id, strict=True
+            )
         ]
 
-    def up(self, rows: Sequence[ConnectionMetrics]) -> list[str]:
+    def up(self, rows: ConnectionBlock) -> list[str]:
         up = c.connection_up
         return [
             labels + _BIT[value]
-            for labels, row in zip(self.identity(rows), rows, strict=True)
-            if (value := up(row.state, row.status)) is not None
+            for labels, state, status in zip(
+                self.identity(rows), rows.state, rows.status, strict=True
+            )
+            if (value := up(state, status)) is not None
         ]
 
-    def last_checked(self, rows: Sequence[ConnectionMetrics]) -> list[str]:
+    def last_checked(self, rows: ConnectionBlock) -> list[str]:
         return [
-            labels + repr(row.last_checked)
-            for labels, row in zip(self.identity(rows), rows, strict=True)
-            if row.last_checked is not None
+            labels + repr(value)
+            for labels, value in zip(self.identity(rows), rows.last_checked, strict=True)
+            if value == value
         ]
 
-    def info(self, rows: Sequence[ConnectionMetrics]) -> list[str]:
+    def info(self, rows: ConnectionBlock) -> list[str]:
         external, category = self.external, self.category
         return [
-            f'{labels[:-2]},consumer_id="{external[row.consumer_id]}",'
-            f'direction="{row.direction}",state="{row.state}",'
-            f'category="{category[row.connector_id]}"}} 1'
-            for labels, row in zip(self.identity(rows), rows, strict=True)
+            f'{labels[:-2]},consumer_id="{external[consumer_id]}",'
+            f'direction="{direction}",state="{state}",category="{category[connector_id]}"}} 1'
+            for labels, consumer_id, direction, state, connector_id in zip(
+                self.identity(rows),
+                rows.consumer_id,
+                rows.direction,
+                rows.state,
+                rows.connector_id,
+                strict=True,
+            )
         ]
 
 
-def _last_success(rows: Sequence[ConnectionMetrics]) -> list[str]:
+def _by_id(ids: Iterable[int], values: Iterable[object]) -> list[str]:
+    """`{connection_id="…"} value` for every row (integer columns: no gaps)."""
+    return [f'{{connection_id="{id_}"}} {value}' for id_, value in zip(ids, values, strict=True)]
+
+
+def _by_id_present(ids: Iterable[int], values: Iterable[float]) -> list[str]:
+    """`{connection_id="…"} value` for the rows with a value (float columns)."""
     return [
-        f'{{connection_id="{row.id}"}} {row.last_success!r}'
-        for row in rows
-        if row.last_success is not None
+        f'{{connection_id="{id_}"}} {value!r}'
+        for id_, value in zip(ids, values, strict=True)
+        if value == value
     ]
 
 
-def _check_interval(rows: Sequence[ConnectionMetrics]) -> list[str]:
-    return [f'{{connection_id="{row.id}"}} {row.check_interval_seconds}' for row in rows]
+def _last_success(rows: ConnectionBlock) -> list[str]:
+    return _by_id_present(rows.id, rows.last_success)
 
 
-def _check_duration(rows: Sequence[ConnectionMetrics]) -> list[str]:
-    return [
-        f'{{connection_id="{row.id}"}} {row.check_duration!r}'
-        for row in rows
-        if row.check_duration is not None
-    ]
+def _check_interval(rows: ConnectionBlock) -> list[str]:
+    return _by_id(rows.id, rows.check_interval_seconds)
 
 
-def _consecutive_failures(rows: Sequence[ConnectionMetrics]) -> list[str]:
-    return [f'{{connection_id="{row.id}"}} {row.consecutive_failures}' for row in rows]
+def _check_duration(rows: ConnectionBlock) -> list[str]:
+    return _by_id_present(rows.id, rows.check_duration)
 
 
-def _failure_reason(rows: Sequence[ConnectionMetrics]) -> list[str]:
+def _consecutive_failures(rows: ConnectionBlock) -> list[str]:
+    return _by_id(rows.id, rows.consecutive_failures)
+
+
+def _tls_expiry(rows: ConnectionBlock) -> list[str]:
+    return _by_id_present(rows.id, rows.tls_cert_expiry)
+
+
+def _failure_reason(rows: ConnectionBlock) -> list[str]:
     reason = c.failing_reason
     return [
-        f'{{connection_id="{row.id}",reason="{escape(failing)}"}} 1'
-        for row in rows
-        if (failing := reason(row.state, row.failure_reason)) is not None
+        f'{{connection_id="{id_}",reason="{escape(failing)}"}} 1'
+        for id_, state, failure in zip(rows.id, rows.state, rows.failure_reason, strict=True)
+        if (failing := reason(state, failure)) is not None
     ]
 
 
-def _tls_expiry(rows: Sequence[ConnectionMetrics]) -> list[str]:
-    return [
-        f'{{connection_id="{row.id}"}} {row.tls_cert_expiry!r}'
-        for row in rows
-        if row.tls_cert_expiry is not None
-    ]
-
-
-def _pending_since(rows: Sequence[ConnectionMetrics]) -> list[str]:
+def _pending_since(rows: ConnectionBlock) -> list[str]:
     since = c.pending_since
     return [
-        f'{{connection_id="{row.id}"}} {pending!r}'
-        for row in rows
-        if (pending := since(row.state, row.state_changed)) is not None
+        f'{{connection_id="{id_}"}} {pending!r}'
+        for id_, state, changed in zip(rows.id, rows.state, rows.state_changed, strict=True)
+        if (pending := since(state, changed)) is not None
     ]
 
 
@@ -222,18 +247,16 @@ class _Uses:
     def __init__(self) -> None:
         self.kinds = _Cache()
 
-    def lines(self, uses: Sequence[UseMetrics]) -> list[str]:
+    def lines(self, uses: UseBlock) -> list[str]:
         kinds, use_up = self.kinds, c.USE_UP_VALUES
         return [
-            f'{{use_id="{use.id}",use="{escape(use.name)}",kind="{kinds[use.kind]}",'
-            f'connection_id="{use.connection_id}"}} {use_up[use.status]}'
-            for use in uses
-            if use.status in use_up
+            f'{{use_id="{id_}",use="{escape(name)}",kind="{kinds[kind]}",'
+            f'connection_id="{connection_id}"}} {use_up[status]}'
+            for id_, name, kind, connection_id, status in zip(
+                uses.id, uses.name, uses.kind, uses.connection_id, uses.status, strict=True
+            )
+            if status in use_up
         ]
-
-
-def _same(lines: Sequence[str]) -> list[str]:
-    return list(lines)
 
 
 # --- outages, mutes, credentials, the webhook backlog --------------------------------------------
@@ -245,22 +268,22 @@ def _attention(attention: AttentionMetrics, connector: dict[int, str]) -> Iterat
         for id_, slug in attention.connector_slugs.items()
     }
     outage = attention.connectors_in_outage
-    yield from _family(
+    yield from _listed(
         c.CONNECTOR_OUTAGE,
         list(by_connector.items()),
         lambda block: [labels + _BIT[id_ in outage] for id_, labels in block],
     )
-    yield from _family(
+    yield from _listed(
         c.CONNECTOR_MUTED,
         attention.muted_connectors,
         lambda block: [by_connector[id_] + "1" for id_ in block],
     )
-    yield from _family(
+    yield from _listed(
         c.CONNECTION_MUTED,
         attention.muted_connections,
         lambda block: [f'{{connection_id="{id_}"}} 1' for id_ in block],
     )
-    yield from _family(
+    yield from _listed(
         c.CREDENTIALS_EXPIRY,
         attention.credentials_expiry,
         lambda block: [f'{{connection_id="{id_}"}} {expiry!r}' for id_, expiry in block],
