@@ -98,7 +98,7 @@ def render_store(snapshot: MetricsSnapshot) -> bytes:
 
 
 def render_pieces(snapshot: MetricsSnapshot) -> Iterator[str]:
-    """render_store as text pieces of at most `ROWS_PER_PIECE` rows each, in order.
+    """render_store as text pieces, in order: one block of rows of a family per piece.
 
     Only one piece's lines are alive at a time: a 100k-connection scrape never holds its
     ~100 MB of text, whatever reads the pieces (exporter.stream joins and compresses them).
@@ -152,7 +152,7 @@ class _Connections:
             f'{{connection_id="{id_}",connection="{escape(name)}",'
             f'connector="{connector[connector_id]}",consumer="{consumer[consumer_id]}"}} '
             for id_, name, connector_id, consumer_id in zip(
-                rows.id, rows.name, rows.connector_id, rows.consumer_id, strict=True
+                rows.id, rows.names(), rows.connector_id, rows.consumer_id, strict=True
             )
         ]
 
@@ -253,7 +253,7 @@ class _Uses:
             f'{{use_id="{id_}",use="{escape(name)}",kind="{kinds[kind]}",'
             f'connection_id="{connection_id}"}} {use_up[status]}'
             for id_, name, kind, connection_id, status in zip(
-                uses.id, uses.name, uses.kind, uses.connection_id, uses.status, strict=True
+                uses.id, uses.names(), uses.kind, uses.connection_id, uses.status, strict=True
             )
             if status in use_up
         ]

@@ -13,6 +13,7 @@ pieces strictly in order, which `_close_in_render_thread` relies on.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import threading
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -33,6 +34,25 @@ GZIP_LEVEL = 1
 speed (100k connections are ~100 MB of text)."""
 
 T = TypeVar("T")
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's malloc_trim(0), or nothing where the C library has none (musl, macOS).
+
+    After a scrape the allocator keeps what it freed: glibc raises its mmap threshold when a
+    large block is freed, so later pieces come from the heap, whose free pages stay resident.
+    Trimming once per scrape gives them back (a few ms, on the render thread); measured at
+    100k connections, without it RSS settled ~7 MiB higher over the first scrapes."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
+
+
+give_back_memory = _malloc_trim()
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
@@ -111,6 +131,10 @@ async def streamed(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
     finally:
         if not finished:
             _close_in_render_thread(executor, pieces)
+            executor.submit(give_back_memory)
+    # The finished generator has let go of the snapshot: what it freed is given back before
+    # the body ends, so a scrape leaves RSS as it found it (the next one cannot overlap it).
+    await loop.run_in_executor(executor, give_back_memory)
 
 
 def _close_in_render_thread(executor: ThreadPoolExecutor, pieces: Iterator[bytes]) -> None:

@@ -4,9 +4,10 @@ As 100k ConnectionMetrics tuples, a snapshot was ~1.1M small objects (a tuple, i
 strings) alive for the whole scrape. Spread over the allocator's arenas, the few objects that
 outlive a scrape kept those arenas, and RSS grew scrape after scrape while the Python heap
 stayed small (bench/exporter_bench.py). A block holds up to one read block of rows
-(store.metrics.BLOCK_ROWS) as columns: arrays (one allocation each), the names, and one shared
-string per distinct enum value. Blocks stay as read: no column is ever grown by realloc, so
-every scrape allocates the same few sizes again, which the allocator reuses.
+(store.metrics.BLOCK_ROWS) as columns: arrays (one allocation each), the names packed into
+one string, and one shared string per distinct enum value. Blocks stay as read: no column is
+ever grown by realloc, so every scrape allocates the same few sizes again, which the allocator
+reuses.
 
 Iterating a block, or `Blocks`, gives the rows as ConnectionMetrics / UseMetrics (for the
 reference rendering and tests; the fast writer reads the columns).
@@ -73,6 +74,20 @@ def _shared(shared: Shared, values: Sequence[Any]) -> list[Any]:
     return list(map(shared.setdefault, values, values))
 
 
+_SEPARATOR = "\x00"
+
+
+def _pack(names: Sequence[str]) -> str | list[str]:
+    """`names` as one string (one allocation, not one small object per row), or as they are
+    if a name holds the separator (PostgreSQL text cannot; SQLite's could)."""
+    packed = _SEPARATOR.join(names)
+    return packed if packed.count(_SEPARATOR) == len(names) - 1 else list(names)
+
+
+def _unpack(packed: str | list[str]) -> list[str]:
+    return packed.split(_SEPARATOR) if isinstance(packed, str) else packed
+
+
 def _none_for_nan(value: float) -> float | None:
     return None if value != value else value  # only NaN differs from itself
 
@@ -82,7 +97,7 @@ class ConnectionBlock:
     """Consecutive connections (by id), one column per ConnectionMetrics field."""
 
     id: array[int]
-    name: list[str]
+    packed_names: str | list[str]  # names() unpacks them
     connector_id: array[int]
     consumer_id: array[int]
     direction: list[str]
@@ -119,7 +134,7 @@ class ConnectionBlock:
         ) = zip(*rows, strict=True)
         return cls(
             id=_column("q", ids),
-            name=list(names),
+            packed_names=_pack(names),
             connector_id=_column("q", connectors),
             consumer_id=_column("q", consumers),
             direction=_shared(shared, directions),
@@ -135,13 +150,17 @@ class ConnectionBlock:
             state_changed=_column("d", changed),
         )
 
+    def names(self) -> list[str]:
+        """The connection names, a new list each time (for the length of a render)."""
+        return _unpack(self.packed_names)
+
     def __len__(self) -> int:
         return len(self.id)
 
     def __iter__(self) -> Iterator[ConnectionMetrics]:
         for values in zip(
             self.id,
-            self.name,
+            self.names(),
             self.connector_id,
             self.consumer_id,
             self.direction,
@@ -165,7 +184,7 @@ class UseBlock:
     """Consecutive uses (by id), one column per UseMetrics field."""
 
     id: array[int]
-    name: list[str]
+    packed_names: str | list[str]  # names() unpacks them
     kind: list[str]
     connection_id: array[int]
     status: list[str]
@@ -176,18 +195,21 @@ class UseBlock:
         ids, names, kinds, connections, statuses = zip(*rows, strict=True)
         return cls(
             id=_column("q", ids),
-            name=list(names),
+            packed_names=_pack(names),
             kind=_shared(shared, kinds),
             connection_id=_column("q", connections),
             status=_shared(shared, statuses),
         )
+
+    def names(self) -> list[str]:
+        return _unpack(self.packed_names)
 
     def __len__(self) -> int:
         return len(self.id)
 
     def __iter__(self) -> Iterator[UseMetrics]:
         for values in zip(
-            self.id, self.name, self.kind, self.connection_id, self.status, strict=True
+            self.id, self.names(), self.kind, self.connection_id, self.status, strict=True
         ):
             yield UseMetrics._make(values)
 

@@ -172,3 +172,13 @@ def test_blocks_of_any_size_give_the_same_text(block_rows: int) -> None:
     whole = render_store(snapshot(1500, names, block_rows=10**6))
     assert render_store(snapshot(1500, names, block_rows=block_rows)) == whole
     assert families(whole) == families(reference_exposition(snapshot(1500, names)))
+
+
+def test_names_holding_the_packing_separator_come_back_whole() -> None:
+    # Blocks pack names into one string split on NUL; a name holding NUL (SQLite text can)
+    # keeps its block unpacked.
+    data = snapshot(40, ["nul\x00inside", "plain"])
+    names = [row.name for row in data.connections]
+    assert len(names) == 40
+    assert set(names) == {"nul\x00inside", "plain"}
+    assert [use.name for use in data.uses] and {use.name for use in data.uses} <= set(names)
