@@ -16,6 +16,7 @@ import asyncio
 import ctypes
 import threading
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -109,12 +110,19 @@ def gzipped(pieces: Iterable[bytes]) -> Iterator[bytes]:
     yield compressor.flush()
 
 
-async def streamed(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """`pieces` produced on the render thread, one piece ahead of the consumer.
+AHEAD = 4
+"""Pieces queued on the render thread ahead of the one being sent: the thread goes on
+rendering while the event loop wakes up to send, instead of waiting for each wake-up (on a
+busy machine a wake-up can take a scheduler time slice, and a scrape is ~400 pieces)."""
 
-    While the event loop sends a piece, the thread renders the next. If the consumer stops
-    early (the scraper hung up), the iterator is closed on the render thread after the piece
-    in progress: a generator cannot be closed while another thread runs it.
+
+async def streamed(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """`pieces` produced on the render thread, up to AHEAD pieces ahead of the consumer.
+
+    Each piece is its own task on the one render thread, so the tasks of one stream run in
+    order and concurrent streams take turns. If the consumer stops early (the scraper hung
+    up), the iterator is closed on the render thread after the tasks already queued: a
+    generator cannot be closed while another thread runs it.
 
     An exception while rendering ends the body early: the response is already started (200),
     so the scraper sees a truncated body (no final chunk), which Prometheus counts as a failed
@@ -122,11 +130,11 @@ async def streamed(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
     """
     loop = asyncio.get_running_loop()
     executor = _render_thread()
-    ahead = loop.run_in_executor(executor, next, pieces, None)
+    queued = deque(loop.run_in_executor(executor, next, pieces, None) for _ in range(AHEAD))
     finished = False
     try:
-        while (piece := await ahead) is not None:
-            ahead = loop.run_in_executor(executor, next, pieces, None)
+        while (piece := await queued.popleft()) is not None:
+            queued.append(loop.run_in_executor(executor, next, pieces, None))
             yield piece
         finished = True
     finally:
@@ -134,7 +142,8 @@ async def streamed(pieces: Iterator[bytes]) -> AsyncIterator[bytes]:
             _close_in_render_thread(executor, pieces)
             executor.submit(give_back_memory)
     # The finished generator has let go of the snapshot: what it freed is given back before
-    # the body ends, so a scrape leaves RSS as it found it (the next one cannot overlap it).
+    # the body ends, so a scrape leaves RSS as it found it. (The tasks still queued find the
+    # generator exhausted and return None.)
     await loop.run_in_executor(executor, give_back_memory)
 
 
