@@ -6,31 +6,27 @@ a one-route app for a port of its own (the worker's self-metrics).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
 import logging
-import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from exporter.collector import StoreCollector
 from exporter.exposition import CONTENT_TYPE
+from exporter.stream import exposition, gzipped, streamed
+from store.metrics import MetricsSnapshot
 
 log = logging.getLogger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-GZIP_LEVEL = 1
-"""Exposition text is repetitive: level 1 already shrinks it ~10x, at several times level 6's
-speed (100k connections are ~100 MB of text)."""
 
 
 def metrics_endpoint(
@@ -51,23 +47,27 @@ def metrics_endpoint(
             return PlainTextResponse(
                 "unauthorized\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
-        parts: list[bytes] = []
+        snapshot: MetricsSnapshot | None = None
         if store is not None:
+            # Everything that can fail reading the store fails here, before the first byte,
+            # while a 503 can still be sent: the whole snapshot is read (in blocks) first.
             try:
-                parts.extend(await store.chunks())
+                snapshot = await store.shared_snapshot()
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 # The reason stays in the log: SQL and addresses are not for scrapers.
                 log.warning("metrics: cannot read the store (%s)", type(exc).__name__)
                 return PlainTextResponse("the store cannot be read\n", status_code=503)
-        if registry is not None:
-            parts.append(generate_latest(registry))
         headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
-        if accepts_gzip(request.headers.get("accept-encoding", "")):
-            body = await asyncio.to_thread(gzipped, parts)
+        gzip = accepts_gzip(request.headers.get("accept-encoding", ""))
+        if gzip:
             headers["Content-Encoding"] = "gzip"
-        else:
-            body = b"".join(parts)
-        return Response(body, media_type=CONTENT_TYPE, headers=headers)
+        if request.method == "HEAD":
+            # The same status and headers as a GET, without rendering a body nobody reads.
+            return StreamingResponse(_nothing(), media_type=CONTENT_TYPE, headers=headers)
+        # Streamed (chunked, no Content-Length): the body is never whole in memory.
+        pieces = exposition(snapshot, registry)
+        body = streamed(gzipped(pieces) if gzip else pieces)
+        return StreamingResponse(body, media_type=CONTENT_TYPE, headers=headers)
 
     return metrics
 
@@ -83,10 +83,9 @@ def metrics_app(
     return Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])
 
 
-def gzipped(parts: list[bytes]) -> bytes:
-    """One gzip member over `parts`, without joining them first (they can be ~100 MB)."""
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    return b"".join([*(compressor.compress(part) for part in parts), compressor.flush()])
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield
 
 
 def authorized(header: str | None, token: bytes) -> bool:

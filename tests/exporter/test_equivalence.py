@@ -7,6 +7,7 @@ the same order.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -17,14 +18,8 @@ from exporter import contract
 from exporter.exposition import escape, number, render_store
 from exporter.reference import reference_exposition
 from store.domain import ConnectionState, ConnectionStatus, FailureReason, UseStatus
-from store.metrics import (
-    AttentionMetrics,
-    ConnectionMetrics,
-    ConsumerNames,
-    MetricsSnapshot,
-    SyncMetrics,
-    UseMetrics,
-)
+from store.metric_blocks import Blocks, ConnectionBlock, ConnectionMetrics, UseBlock, UseMetrics
+from store.metrics import BLOCK_ROWS, AttentionMetrics, ConsumerNames, MetricsSnapshot, SyncMetrics
 
 HOSTILE = [
     'quote " inside',
@@ -50,8 +45,11 @@ def families(text: bytes) -> list[tuple[str, str, str, list[Sample]]]:
     ]
 
 
-def snapshot(size: int, names: list[str], seed: int = 7) -> MetricsSnapshot:
-    """`size` connections with random states, statuses and values; names drawn from `names`."""
+def snapshot(
+    size: int, names: list[str], seed: int = 7, block_rows: int = BLOCK_ROWS
+) -> MetricsSnapshot:
+    """`size` connections with random states, statuses and values; names drawn from `names`;
+    connections and uses in blocks of `block_rows`."""
     rng = random.Random(seed)
     states = [state.value for state in ConnectionState]
     statuses = [status.value for status in ConnectionStatus]
@@ -98,11 +96,11 @@ def snapshot(size: int, names: list[str], seed: int = 7) -> MetricsSnapshot:
     syncs = [SyncMetrics(name + f" {i}", 10 * i, 3 * i) for i, name in enumerate(names[:5])]
     syncs.append(SyncMetrics("never activated", 0, 0))
     return MetricsSnapshot(
-        connections=connections,
+        connections=Blocks.of(connections, ConnectionBlock.of, block_rows),
         connectors=connectors,
         connector_categories=categories,
         consumers=consumers,
-        uses=uses,
+        uses=Blocks.of(uses, UseBlock.of, block_rows),
         connections_by_state={state: rng.randrange(0, 100) for state in states},
         consumers_active=12,
         syncs=syncs,
@@ -149,7 +147,8 @@ def test_every_family_has_samples_in_the_random_data() -> None:
 
 def test_hostile_label_values_come_back_unchanged() -> None:
     data = snapshot(len(HOSTILE), HOSTILE)
-    data.connections[:] = [row._replace(name=name) for row, name in zip(data.connections, HOSTILE)]
+    renamed = [row._replace(name=name) for row, name in zip(data.connections, HOSTILE, strict=True)]
+    data = dataclasses.replace(data, connections=Blocks.of(renamed, ConnectionBlock.of, BLOCK_ROWS))
     parsed = {name: samples for name, _, _, samples in families(render_store(data))}
     assert [s.labels["connection"] for s in parsed["healthgraph_connection_info"]] == HOSTILE
     # An injection attempt stays inside its label value: no family of its own.
@@ -164,3 +163,22 @@ def test_escape_and_number() -> None:
     assert number(float("inf")) == "+Inf"
     assert number(float("-inf")) == "-Inf"
     assert number(float("nan")) == "NaN"
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 512])
+def test_blocks_of_any_size_give_the_same_text(block_rows: int) -> None:
+    # Families are written block by block: a boundary must neither lose nor repeat a sample.
+    names = [*HOSTILE, *(f"name {i}" for i in range(20))]
+    whole = render_store(snapshot(1500, names, block_rows=10**6))
+    assert render_store(snapshot(1500, names, block_rows=block_rows)) == whole
+    assert families(whole) == families(reference_exposition(snapshot(1500, names)))
+
+
+def test_names_holding_the_packing_separator_come_back_whole() -> None:
+    # Blocks pack names into one string split on NUL; a name holding NUL (SQLite text can)
+    # keeps its block unpacked.
+    data = snapshot(40, ["nul\x00inside", "plain"])
+    names = [row.name for row in data.connections]
+    assert len(names) == 40
+    assert set(names) == {"nul\x00inside", "plain"}
+    assert [use.name for use in data.uses] and {use.name for use in data.uses} <= set(names)
