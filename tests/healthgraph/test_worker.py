@@ -367,7 +367,10 @@ async def test_three_workers_check_each_of_2000_connections_exactly_once(
     workers: Callable[..., Awaitable[Worker]],
 ) -> None:
     await add_connections(postgres, target.base_url, 2000, path="fast", due=False)
-    started = [await workers(postgres_url) for _ in range(3)]
+    # At most 20 probes in flight per worker (one host, 20 slots, 30 ms a check): one worker
+    # alone would need 3 s, so the others, polling every 0.5 s, surely find work. With the
+    # default 200 a worker claimed 1,800 rows before the third first looked (CI, 0/200/1800).
+    started = [await workers(postgres_url, "--concurrency", "20") for _ in range(3)]
     for worker in started:
         await worker.wait_started()
     await make_all_due(postgres)  # all three are polling when the work appears
