@@ -102,14 +102,15 @@ async def main() -> None:
             probes.append(result.requests_per_s)
             ratios.append(rate / result.requests_per_s)
             print(
-                f"  round {round_}: healthgraph {rate:,.0f} checks/s, blackbox_exporter "
-                f"{result.requests_per_s:,.0f} probes/s: ratio {ratios[-1]:.2f} "
-                f"({background:.2f} cores busy before)",
+                f"  round {round_}: healthgraph {rate:,.0f} checks/s ({rate / ceiling:.1%} of "
+                f"the ceiling), blackbox_exporter {result.requests_per_s:,.0f} probes/s: ratio "
+                f"{ratios[-1]:.2f} ({background:.2f} cores busy before)",
                 flush=True,
             )
     best_possible = ceiling / statistics.median(probes)
     print(
-        f"  median: healthgraph {statistics.median(rates):,.0f} checks/s, blackbox_exporter "
+        f"  median: healthgraph {statistics.median(rates):,.0f} checks/s "
+        f"({statistics.median(rates) / ceiling:.1%} of the ceiling), blackbox_exporter "
         f"{statistics.median(probes):,.0f} probes/s, ratio {statistics.median(ratios):.2f} "
         f"(range {min(ratios):.2f}-{max(ratios):.2f}); the catalog's ceiling allows at most "
         f"{best_possible:.2f}"

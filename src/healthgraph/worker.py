@@ -31,6 +31,7 @@ from graphql_schema.links import LinkSigner
 from healthgraph.database import Database, open_database
 from healthgraph.errors import HealthgraphError
 from healthgraph.logs import configure_logging
+from healthgraph.open_files import files_for, raise_open_files_limit
 from healthgraph.probe_cores import probe_processes_for, usable_cores
 from healthgraph.settings import Settings, load_settings
 from healthgraph.webhook_payload import payload_renderer
@@ -140,6 +141,7 @@ async def _run_scheduler(
 ) -> None:
     key_ring = settings.key_ring()
     config = config or SchedulerConfig()
+    raise_open_files_limit(files_for(config.concurrency))
     database = await open_database(settings.database_url)
     try:
         if database_file is not None:

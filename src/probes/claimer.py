@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -50,14 +50,16 @@ class Claimer:
         before the others. Its checks wait for its slots without taking the others' room
         (`room`), so the next claims reach the other hosts.
         """
+        now = self._clock()
         try:
             async with self._sessions.begin() as session:
                 due = await claim_due_connections(
                     session,
                     worker_id=self._worker_id,
-                    now=self._clock(),
+                    now=now,
                     limit=limit,
                     lease_seconds=self._config.lease_seconds,
+                    due_by=now + timedelta(seconds=self._config.claim_ahead_seconds),
                 )
         except DATABASE_ERRORS as exc:
             log.warning(

@@ -193,6 +193,7 @@ class Scheduler:
         host_slot = self._hosts.enter(host)
         waiting = True
         try:
+            await self._until_due(due)
             # Host first: a probe queued behind a busy host does not hold a global slot.
             async with host_slot:
                 waiting = False
@@ -201,6 +202,14 @@ class Scheduler:
         finally:
             self._hosts.leave(host)
             self._in_flight.finished(due.connection_id, was_waiting=waiting)
+
+    async def _until_due(self, due: DueCheck) -> None:
+        """Claimed ahead of its time (SchedulerConfig.claim_ahead_seconds): wait for it."""
+        if due.due_at is None:
+            return
+        early = (due.due_at - self._clock()).total_seconds()
+        if early > 0:
+            await asyncio.sleep(min(early, self.config.claim_ahead_seconds))
 
     async def _probe_within_lease(self, due: DueCheck) -> None:
         async with self._global:

@@ -16,13 +16,17 @@ DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
-    concurrency: int = 200  # probes in flight at once, per worker
+    concurrency: int = 1000  # probes in flight at once, per worker
     per_host_concurrency: int = 20  # of which at most this many to one host
     claim_batch: int = 200  # rows per claim transaction
     lease_seconds: float = 60.0  # how long a claim keeps other workers off a row
     flush_size: int = 500  # write when this many results wait...
     flush_interval_seconds: float = 0.5  # ...or this long after the last write
     idle_poll_seconds: float = 0.5  # how soon to look again when nothing is due
+    # Claim rows due within this long; each check then waits in memory for its own due time.
+    # Longer than `idle_poll_seconds`, so a check due between two looks starts on time rather
+    # than at the next look (which, at a 1 s interval, cost 7 % of the checks asked for).
+    claim_ahead_seconds: float = 1.0
     error_pause_seconds: float = 2.0  # after a database error
     jitter_ratio: float = 0.1  # next due time: interval ± this share of it
     retention: timedelta = timedelta(days=7)
@@ -47,6 +51,8 @@ class SchedulerConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
+        if not 0 <= self.claim_ahead_seconds < self.lease_seconds:
+            raise ValueError("claim_ahead_seconds must be in [0, lease_seconds)")
         if not 0 <= self.jitter_ratio < 1:
             raise ValueError("jitter_ratio must be in [0, 1)")
 

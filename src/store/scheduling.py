@@ -208,7 +208,7 @@ def _unindexed(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
 
 
-def _claimable(now: datetime, dialect: str) -> ColumnElement[bool]:
+def _claimable(now: datetime, due_by: datetime, dialect: str) -> ColumnElement[bool]:
     direction: ColumnElement[Any] = _CONNECTIONS.c.direction
     state: ColumnElement[Any] = _CONNECTIONS.c.state
     if dialect == "sqlite":
@@ -220,7 +220,7 @@ def _claimable(now: datetime, dialect: str) -> ColumnElement[bool]:
     return and_(
         direction == Direction.OUTBOUND,
         state.in_(PROBED_STATES),
-        ConnectionRow.next_check_at <= now,
+        ConnectionRow.next_check_at <= due_by,
         or_(ConnectionRow.lease_expires_at.is_(None), ConnectionRow.lease_expires_at <= now),
     )
 
@@ -264,12 +264,19 @@ def _due_check(row: Row[Any], lease_expires_at: datetime | None) -> DueCheck:
 
 
 async def claim_due_connections(
-    session: AsyncSession, *, worker_id: str, now: datetime, limit: int, lease_seconds: float
+    session: AsyncSession,
+    *,
+    worker_id: str,
+    now: datetime,
+    limit: int,
+    lease_seconds: float,
+    due_by: datetime | None = None,
 ) -> list[DueCheck]:
     """Claim up to `limit` due outbound connections for `lease_seconds`, oldest due first.
 
-    Due: OUTBOUND, ACTIVE or FAILED, `next_check_at <= now`, and no lease or an expired one.
-    The claim holds once the caller's transaction commits.
+    Due: OUTBOUND, ACTIVE or FAILED, `next_check_at <= due_by` (default `now`), and no lease
+    or an expired one. A scheduler claims a little ahead (`due_by` after `now`) and starts each
+    check at its own due time. The claim holds once the caller's transaction commits.
     """
     _check_worker_id(worker_id)
     if limit <= 0:
@@ -281,7 +288,7 @@ async def claim_due_connections(
     # due-time index answers in order whatever the estimates.
     ids_query = (
         select(ConnectionRow.id)
-        .where(_claimable(now, connection.dialect.name))
+        .where(_claimable(now, due_by or now, connection.dialect.name))
         .order_by(ConnectionRow.next_check_at, ConnectionRow.id)
         .limit(limit)
     )

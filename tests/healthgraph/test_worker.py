@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import signal
 import socket
 import sys
@@ -21,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select, update
 
 from healthgraph.database import Database, open_database
+from healthgraph.open_files import files_for
 from healthgraph.probe_cores import probe_processes_for, usable_cores
 from healthgraph.settings import load_settings
 from healthgraph.worker import WorkerLockedError, run_worker
@@ -177,9 +179,18 @@ def worker_env(database_url: str) -> dict[str, str]:
 async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
     started: list[Worker] = []
 
-    async def start(database_url: str, *options: str, **env: str) -> Worker:
+    async def start(
+        database_url: str, *options: str, open_files: int | None = None, **env: str
+    ) -> Worker:
+        """`open_files`: the soft open-files limit the worker starts with."""
         log_path = tmp_path / f"worker-{len(started)}.log"
         log_file = log_path.open("w")
+
+        def limit_open_files() -> None:
+            if open_files is not None:
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -189,6 +200,7 @@ async def workers(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Worke
             cwd=tmp_path,
             stdout=log_file,
             stderr=log_file,
+            preexec_fn=limit_open_files,
         )
         worker = Worker(process, log_path, log_file)
         started.append(worker)
@@ -312,6 +324,27 @@ async def test_auto_starts_probe_processes_when_the_catalog_asks_for_many_checks
         in await worker.log()
     )
     assert len(child_pids(worker.process.pid)) == expected
+    assert await worker.stop() == 0
+
+
+def open_files_limits(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-files line in /proc/PID/limits")
+
+
+async def test_a_worker_raises_its_open_files_limit_for_its_probes_in_flight(
+    tmp_path: Path, workers: Callable[..., Awaitable[Worker]]
+) -> None:
+    # Started as many systems start services: a soft limit of 1,024 far below the hard one.
+    worker = await workers(f"sqlite:///{tmp_path / 'hg.db'}", open_files=1024)
+    await worker.wait_started()
+    soft, hard = open_files_limits(worker.process.pid)
+    wanted = files_for(SchedulerConfig().concurrency)
+    assert wanted == 3024  # each of 1,000 probes' socket, as many kept alive, and the rest
+    assert (soft, hard) == (min(wanted, hard), resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     assert await worker.stop() == 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -322,6 +323,25 @@ async def test_per_host_and_global_concurrency_are_bounded(
     assert peak[0] == 2
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"concurrency": 0}, "concurrency must be at least 1"),
+        ({"per_host_concurrency": 0}, "per_host_concurrency must be at least 1"),
+        ({"lease_seconds": 0}, "lease_seconds must be positive"),
+        ({"claim_ahead_seconds": -1}, "claim_ahead_seconds must be in [0, lease_seconds)"),
+        ({"claim_ahead_seconds": 60}, "claim_ahead_seconds must be in [0, lease_seconds)"),
+        ({"jitter_ratio": 1}, "jitter_ratio must be in [0, 1)"),
+    ],
+)
+def test_a_scheduler_config_out_of_range_names_the_setting(
+    options: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        SchedulerConfig(**options)  # type: ignore[arg-type]
+    assert str(raised.value) == message
+
+
 def test_jitter_stays_within_ten_percent() -> None:
     jitter = random_jitter(0.1)
     values = [jitter(600) for _ in range(2000)]
@@ -350,6 +370,46 @@ async def test_run_keeps_checking_until_stopped_and_releases_nothing_it_finished
         row = await graph.row(connection_id)
         assert (row.status, row.claimed_by) == (ConnectionStatus.CONNECTED, None)
     assert worker.checks_done == len(await all_checks(graph))
+
+
+async def test_a_check_claimed_ahead_of_its_time_starts_at_its_time(
+    graph: Graph, http_server: HttpServer, loopback_context: ProbeContext
+) -> None:
+    due_at = datetime.now(UTC) + timedelta(seconds=2)
+    connection_id = await due(graph, http_server.url("/status/200"), next_check_at=due_at)
+    started: list[datetime] = []
+
+    async def timed_probe(target: ProbeTarget, context: ProbeContext) -> ProbeResult:
+        started.append(datetime.now(UTC))
+        from probes import run_probe
+
+        return await run_probe(target, context)
+
+    stop = asyncio.Event()
+    config = SchedulerConfig(
+        idle_poll_seconds=0.05, flush_interval_seconds=0.05, claim_ahead_seconds=5
+    )
+    worker = scheduler(graph, loopback_context, config=config, probe=timed_probe)
+    task = asyncio.create_task(worker.run(stop))
+
+    async def claimed() -> bool:
+        return (await graph.row(connection_id)).claimed_by is not None
+
+    await wait_until(claimed)
+    claimed_at = datetime.now(UTC)
+
+    async def checked() -> bool:
+        return (await graph.row(connection_id)).last_checked_at is not None
+
+    await wait_until(checked)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert claimed_at < due_at  # claimed early...
+    assert len(started) == 1 and started[0] >= due_at  # ...and probed no earlier than due
+    row = await graph.row(connection_id)
+    assert row.last_checked_at is not None and row.last_checked_at >= started[0]
+    # The cadence of the due time: 60 s on from it, not from when it was claimed.
+    assert row.next_check_at == due_at + timedelta(seconds=60)
 
 
 async def test_a_database_error_is_logged_and_the_results_written_when_it_clears(

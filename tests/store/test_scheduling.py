@@ -115,11 +115,21 @@ class Graph:
             return list(result)
 
     async def claim(
-        self, now: datetime, worker: str = W1, limit: int = 100, lease: float = 30
+        self,
+        now: datetime,
+        worker: str = W1,
+        limit: int = 100,
+        lease: float = 30,
+        due_by: datetime | None = None,
     ) -> list[DueCheck]:
         async with self.db.sessions.begin() as session:
             return await claim_due_connections(
-                session, worker_id=worker, now=now, limit=limit, lease_seconds=lease
+                session,
+                worker_id=worker,
+                now=now,
+                limit=limit,
+                lease_seconds=lease,
+                due_by=due_by,
             )
 
     async def record(
@@ -215,6 +225,27 @@ async def test_claim_respects_the_limit(graph: Graph) -> None:
     second = await graph.claim(T0, limit=3)
     assert [due.connection_id for due in second] == [ids[1], ids[0]]
     assert await graph.claim(T0, limit=0) == []
+
+
+async def test_a_claim_ahead_takes_rows_due_by_then_and_leases_from_now(graph: Graph) -> None:
+    overdue = await graph.connection(next_check_at=T0 - timedelta(seconds=3))
+    soon = await graph.connection(next_check_at=T0 + timedelta(seconds=0.8))
+    at_the_edge = await graph.connection(next_check_at=T0 + timedelta(seconds=1))
+    await graph.connection(next_check_at=T0 + timedelta(seconds=1.2))
+    # Another worker's lease runs until T0 + 0.5 s: not ours to take at T0, due or not.
+    leased = await graph.connection(next_check_at=T0 - timedelta(seconds=40))
+    assert [d.connection_id for d in await graph.claim(T0 - timedelta(seconds=29.5), W2)] == [
+        leased
+    ]
+
+    claimed = await graph.claim(T0, lease=45, due_by=T0 + timedelta(seconds=1))
+
+    assert [(d.connection_id, d.due_at, d.lease_expires_at) for d in claimed] == [
+        (overdue, T0 - timedelta(seconds=3), T0 + timedelta(seconds=45)),
+        (soon, T0 + timedelta(seconds=0.8), T0 + timedelta(seconds=45)),
+        (at_the_edge, T0 + timedelta(seconds=1), T0 + timedelta(seconds=45)),
+    ]
+    assert (await graph.row(leased)).claimed_by == W2
 
 
 async def test_a_claimed_row_is_not_claimed_again_until_its_lease_expires(graph: Graph) -> None:
