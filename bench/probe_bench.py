@@ -152,11 +152,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (nginx's master and its workers)."""
+    """`pid` and its descendants (nginx's master and its workers; serve's probe processes,
+    which its scheduler thread starts: each thread lists the children it started)."""
     found = [pid]
     with suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            found.extend(process_tree(int(child)))
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    found.extend(process_tree(int(child)))
     return found
 
 
@@ -360,6 +363,8 @@ class WrkResult:
     requests: int
     errors: str
     non_2xx: int
+    # CPU the server under test used per request (set by blackbox_probes_per_s).
+    cpu_ms_per_request: float | None = None
 
 
 async def run_wrk(
@@ -434,11 +439,12 @@ async def blackbox_probes_per_s(
             usage = Usage([process.pid])
             result = await run_wrk(base, script, connections, seconds, wrk_threads)
             cores, machine = usage.cores()
+            result.cpu_ms_per_request = 1000 * usage.cpu() / max(1, result.requests)
             print(
                 f"    wrk -c{connections}: {result.requests_per_s:8.0f} probes/s "
                 f"({result.requests} in {seconds} s, socket errors: {result.errors}, "
                 f"non-2xx: {result.non_2xx}); blackbox_exporter CPU "
-                f"{1000 * usage.cpu() / max(1, result.requests):.2f} ms/probe, {cores:.2f} "
+                f"{result.cpu_ms_per_request:.2f} ms/probe, {cores:.2f} "
                 f"cores; machine {machine:.2f}",
                 flush=True,
             )

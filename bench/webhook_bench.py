@@ -44,7 +44,7 @@ from probe_bench import (
     sqlite_backend,
     table,
 )
-from running import checks_per_second, services
+from running import check_rate, services
 
 from probes.guard import AddressGuard
 from store.commands.webhooks import create_webhook_endpoint
@@ -147,15 +147,15 @@ async def section_rate(args: argparse.Namespace, receiver: str) -> None:
 async def _checks_per_second(backend: Backend, key: str, events: bool) -> float:
     """One run of a fresh `serve`: checks/s over MEASURE_SECONDS after WARM_UP_SECONDS."""
     flowing: asyncio.Task[None] | None = None
-    async with services(backend, key, 1) as (url,):
+    async with services(backend, key, 1) as (service,):
         if events:
             flowing = asyncio.create_task(_flow(backend))
-        rate = await checks_per_second(
-            url, warm_up_seconds=WARM_UP_SECONDS, measure_seconds=MEASURE_SECONDS
+        measured = await check_rate(
+            service, warm_up_seconds=WARM_UP_SECONDS, measure_seconds=MEASURE_SECONDS
         )
         if flowing is not None:
             flowing.cancel()
-    return rate
+    return measured.checks_per_second
 
 
 async def _flow(backend: Backend) -> None:

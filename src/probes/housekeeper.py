@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from probes.result_writer import OnChanges, publish_changes
 from probes.scheduler_config import DATABASE_ERRORS, SchedulerConfig, describe
+from probes.waiting import first_of
 from store.scheduling import mark_missed_heartbeats, prune_checks
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,10 @@ class Housekeeper:
             log.info("scheduler %s: pruned %d old checks", self._worker_id, deleted)
         return deleted
 
-    async def run(self) -> None:
-        """Until cancelled."""
+    async def run(self, done: asyncio.Event) -> None:
+        """Until `done` is set; a sweep or prune under way finishes first."""
         next_prune = time.monotonic()
-        while True:
+        while not done.is_set():
             try:
                 await self.sweep()
                 if time.monotonic() >= next_prune:
@@ -75,4 +76,4 @@ class Housekeeper:
                     next_prune = time.monotonic() + self._config.prune_interval_seconds
             except Exception:  # never let housekeeping die silently
                 log.exception("scheduler %s: housekeeping failed", self._worker_id)
-            await asyncio.sleep(self._config.sweep_interval_seconds)
+            await first_of(done, seconds=self._config.sweep_interval_seconds)

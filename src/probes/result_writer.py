@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from probes.scheduler_config import DATABASE_ERRORS, SchedulerConfig, describe
+from probes.waiting import first_of
 from store.domain import CheckOutcome, StatusChange
 from store.scheduling import Jitter, record_outcomes
 
@@ -112,12 +112,12 @@ class ResultWriter:
                 )
                 return
 
-    async def run(self) -> None:
-        """Flush on size or interval until cancelled."""
-        while True:
-            with suppress(TimeoutError):
-                async with asyncio.timeout(self._config.flush_interval_seconds):
-                    await self._flush_now.wait()
+    async def run(self, done: asyncio.Event) -> None:
+        """Flush on size or interval until `done` is set; a write under way finishes first."""
+        while not done.is_set():
+            await first_of(self._flush_now, done, seconds=self._config.flush_interval_seconds)
             self._flush_now.clear()
+            if done.is_set():
+                return  # what is left is the caller's to flush_all
             if await self.flush() is None:
-                await asyncio.sleep(self._config.error_pause_seconds)
+                await first_of(done, seconds=self._config.error_pause_seconds)

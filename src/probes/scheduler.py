@@ -31,6 +31,7 @@ from probes.result_writer import OnChanges, ResultWriter
 from probes.scheduler_config import DATABASE_ERRORS, SchedulerConfig, describe, random_jitter
 from probes.target import ProbeContext
 from probes.token_broker import TokenBroker
+from probes.waiting import first_of
 from store.crypto import KeyRing
 from store.domain import CheckOutcome
 from store.scheduling import DueCheck, Jitter, release_claims
@@ -157,8 +158,13 @@ class Scheduler:
             self.config.per_host_concurrency,
             self.config.lease_seconds,
         )
-        writer = asyncio.create_task(self._writer.run(), name="scheduler-writer")
-        keeper = asyncio.create_task(self._housekeeper.run(), name="scheduler-housekeeping")
+        # The writer and the housekeeper are told to stop, never cancelled: a task cancelled
+        # inside a transaction can leave its connection holding SQLite's write lock, and the
+        # last flush then failed with "database is locked" after busy_timeout (1 stop in 3
+        # at 6,000 connections a second).
+        done = asyncio.Event()
+        writer = asyncio.create_task(self._writer.run(done), name="scheduler-writer")
+        keeper = asyncio.create_task(self._housekeeper.run(done), name="scheduler-housekeeping")
         probes: set[asyncio.Task[None]] = set()
         # Claim in chunks when busy: one claim per freed slot would be a transaction per probe.
         chunk = max(1, min(self.config.claim_batch, self.config.concurrency // 4))
@@ -167,14 +173,14 @@ class Scheduler:
                 room = self._claimer.room()
                 if room < chunk and len(self._in_flight):
                     self._in_flight.changed.clear()
-                    await _first(
+                    await first_of(
                         stop, self._in_flight.changed, seconds=self.config.idle_poll_seconds
                     )
                     continue
                 asked = min(room, self.config.claim_batch)
                 claimed = await self._claimer.claim(asked)
                 if claimed is None:
-                    await _first(stop, seconds=self.config.error_pause_seconds)
+                    await first_of(stop, seconds=self.config.error_pause_seconds)
                     continue
                 fresh, count = claimed
                 for item in fresh:
@@ -182,9 +188,9 @@ class Scheduler:
                     probes.add(task)
                     task.add_done_callback(probes.discard)
                 if count < asked:  # nothing more is due right now
-                    await _first(stop, seconds=self.config.idle_poll_seconds)
+                    await first_of(stop, seconds=self.config.idle_poll_seconds)
         finally:
-            await self._shut_down(probes, writer, keeper)
+            await self._shut_down(probes, done, writer, keeper)
 
     # --- probing ---------------------------------------------------------------------------------
 
@@ -241,15 +247,18 @@ class Scheduler:
     async def _shut_down(
         self,
         probes: set[asyncio.Task[None]],
+        done: asyncio.Event,
         writer: asyncio.Task[None],
         keeper: asyncio.Task[None],
     ) -> None:
         if probes:
             await asyncio.wait(set(probes), timeout=self.config.shutdown_grace_seconds)
         unfinished = self._in_flight.ids()
-        for task in (*probes, writer, keeper):
+        for task in probes:
             task.cancel()
-        await asyncio.gather(*probes, writer, keeper, return_exceptions=True)
+        await asyncio.gather(*probes, return_exceptions=True)
+        done.set()
+        await asyncio.gather(writer, keeper, return_exceptions=True)
         await self._writer.flush_all()
         if unfinished:
             await self._release(unfinished)
@@ -264,15 +273,3 @@ class Scheduler:
                 )
         except DATABASE_ERRORS as exc:
             log.warning("scheduler %s: cannot release claims (%s)", self.worker_id, describe(exc))
-
-
-async def _first(*events: asyncio.Event, seconds: float) -> None:
-    """Wait until any of `events` is set, or `seconds` pass."""
-    if any(event.is_set() for event in events):
-        return
-    waiters = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from probes.scheduler_config import DATABASE_ERRORS, describe
 from probes.target import ProbeContext
+from probes.waiting import first_of
 from probes.webhook_sender import (
     WEBHOOK_TIMEOUT_SECONDS,
     SendResult,
@@ -112,7 +113,7 @@ class WebhookWorker:
                     started = 0
                 if not started:
                     self._changed.clear()
-                    await _first(stop, self._changed, seconds=self.config.poll_seconds)
+                    await first_of(stop, self._changed, seconds=self.config.poll_seconds)
         finally:
             if sending:
                 await asyncio.wait(set(sending))
@@ -249,12 +250,3 @@ class WebhookWorker:
             except Exception:  # metrics never stop a delivery
                 log.exception("delivery observer failed")
                 return
-
-
-async def _first(*events: asyncio.Event, seconds: float) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

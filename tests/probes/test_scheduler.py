@@ -444,6 +444,54 @@ async def test_a_database_error_is_logged_and_the_results_written_when_it_clears
         assert (await graph.row(connection_id)).status == ConnectionStatus.CONNECTED
 
 
+SLOW_HISTORY_TRIGGERS = {
+    # About a second of work inside the writer's transaction, on each backend.
+    "sqlite": [
+        "CREATE TRIGGER slow_history AFTER INSERT ON checks BEGIN SELECT count(*) FROM ("
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4000000) "
+        "SELECT n FROM r); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION slow_history() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$",
+        "CREATE TRIGGER slow_history AFTER INSERT ON checks "
+        "FOR EACH STATEMENT EXECUTE FUNCTION slow_history()",
+    ],
+}
+
+
+async def test_a_write_under_way_when_the_scheduler_stops_finishes_first(
+    graph: Graph,
+    http_server: HttpServer,
+    loopback_context: ProbeContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Cancelled inside its transaction, the writer left SQLite's write lock held, and the last
+    # flush failed with "database is locked" after busy_timeout: its results were lost.
+    connection_id = await due(graph, http_server.url("/status/200"))
+    async with graph.db.sessions.begin() as session:
+        for statement in SLOW_HISTORY_TRIGGERS[graph.db.engine.dialect.name]:
+            await session.execute(text(statement))
+    stop = asyncio.Event()
+    task = asyncio.create_task(scheduler(graph, loopback_context, config=FAST).run(stop))
+
+    async def probed() -> bool:
+        return len(http_server.seen) == 1
+
+    await wait_until(probed)
+    await asyncio.sleep(0.3)  # the result is being written (flushed every 0.05 s)
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    assert "cannot write" not in caplog.text
+    assert [c.connection_id for c in await all_checks(graph)] == [connection_id]
+    row = await graph.row(connection_id)
+    assert (row.status, row.claimed_by, row.lease_expires_at) == (
+        ConnectionStatus.CONNECTED,
+        None,
+        None,
+    )
+
+
 async def test_stopping_gives_back_the_claims_of_probes_still_running(
     graph: Graph, loopback_context: ProbeContext, silent_port: int
 ) -> None:
