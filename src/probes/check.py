@@ -111,10 +111,6 @@ async def _check_with_token(
     return outcome_from_result(result)
 
 
-def _bearer(spec: HeartbeatSpec, token: str) -> ProbeTarget:
-    return ProbeTarget(spec, Credentials(CredentialKind.BEARER, token=token))
-
-
 def _refused(refusal: TokenRefusal, checked_at: datetime) -> CheckOutcome:
     """No access token: the token endpoint's failure is the check's (a dead grant is AUTH)."""
     return CheckOutcome(
