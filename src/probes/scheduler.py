@@ -160,7 +160,7 @@ class Scheduler:
         )
         # The writer and the housekeeper are told to stop, never cancelled: a task cancelled
         # inside a transaction can leave its connection holding SQLite's write lock, and the
-        # last flush then failed with "database is locked" after busy_timeout (1 stop in 3
+        # last flush then failed with "database is locked" after busy_timeout (3 stops in 5
         # at 6,000 connections a second).
         done = asyncio.Event()
         writer = asyncio.create_task(self._writer.run(done), name="scheduler-writer")
