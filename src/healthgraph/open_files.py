@@ -1,7 +1,7 @@
 """The open-files limit a worker needs: one socket per probe in flight, and its kept-alive ones.
 
 Many systems start processes with a soft limit of 1,024 descriptors and a far higher hard
-limit; a worker with 500 probes in flight and as many sockets kept alive would fail probes
+limit; a worker with hundreds of probes in flight and as many sockets kept alive would fail probes
 with EMFILE ("too many open files") long before the hard limit. Like Go's runtime and nginx's
 worker_rlimit_nofile, the worker raises its own soft limit (never the hard one, which needs
 privileges); its probe processes inherit it.

@@ -16,11 +16,12 @@ DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
-    # Probes in flight at once, per worker. 200 capped a worker handing checks to a probe
-    # process at ~3,300 checks/s (Little's law over the hand-off); 400-3,200 all did ~4,400
-    # (bench/serve_bench.py, 6,000 connections); 500 keeps the bursts when that many hanging
-    # targets time out together small.
-    concurrency: int = 500
+    # Probes in flight at once, per worker. 200 caps a worker handing checks to a probe
+    # process at ~3,300-3,600 checks/s (Little's law over the hand-off); 400-3,200 did ~4,400
+    # at 6,000 connections (bench/serve_bench.py). Kept at 200: with 500 or 1,000, the test of
+    # 1,000 healthy connections beside 1,000 hanging ones (tests/faults) failed twice in a full
+    # CI run (healthy checks over 3 s late), so the raise waits until that is understood.
+    concurrency: int = 200
     per_host_concurrency: int = 20  # of which at most this many to one host
     claim_batch: int = 200  # rows per claim transaction
     lease_seconds: float = 60.0  # how long a claim keeps other workers off a row

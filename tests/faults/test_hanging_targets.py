@@ -80,7 +80,7 @@ async def history(database: Database) -> Checks:
 
 
 async def run_scheduler(url: str, seconds: float) -> tuple[Checks, datetime]:
-    """One worker's Scheduler with the default budget (500 probes, 20 per host), in this
+    """One worker's Scheduler with the default budget (200 probes, 20 per host), in this
     process, for `seconds`; then every check it wrote, per heartbeat URL, and when it was told
     to stop (its shutdown and the history read are no part of the schedule)."""
     database = await open_database(url)

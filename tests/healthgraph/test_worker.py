@@ -343,7 +343,7 @@ async def test_a_worker_raises_its_open_files_limit_for_its_probes_in_flight(
     await worker.wait_started()
     soft, hard = open_files_limits(worker.process.pid)
     wanted = files_for(SchedulerConfig().concurrency)
-    assert wanted == 2024  # each of 500 probes' socket, as many kept alive, and the rest
+    assert wanted == 1424  # each of 200 probes' socket, as many kept alive, and the rest
     assert (soft, hard) == (min(wanted, hard), resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     assert await worker.stop() == 0
 
