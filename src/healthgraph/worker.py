@@ -37,6 +37,7 @@ from healthgraph.settings import Settings, load_settings
 from healthgraph.webhook_payload import payload_renderer
 from probes.pool import ProbeProcessConfig, ProbeProcesses
 from probes.scheduler import CheckObserver, CheckRunner, OnChanges, Scheduler, SchedulerConfig
+from probes.scheduler_config import PROBES_IN_FLIGHT_PER_PROCESS
 from probes.target import ProbeContext
 from probes.token_broker import RefreshObserver, TokenBroker
 from probes.webhook_worker import DeliveryObserver, WebhookWorker
@@ -140,8 +141,6 @@ async def _run_scheduler(
     database_file: Path | None,
 ) -> None:
     key_ring = settings.key_ring()
-    config = config or SchedulerConfig()
-    raise_open_files_limit(files_for(config.concurrency))
     database = await open_database(settings.database_url)
     try:
         if database_file is not None:
@@ -150,6 +149,10 @@ async def _run_scheduler(
                 released = await release_stale_claims(session)
             if released:
                 log.info("released %d claims of a worker that stopped without releasing", released)
+        probe_processes = await _probe_processes(settings, database, database_file)
+        config = (config or SchedulerConfig()).sized_for(probe_processes)
+        # Raised before the probe processes start: they inherit it.
+        raise_open_files_limit(files_for(config.probes_in_flight))
         async with contextlib.AsyncExitStack() as stack:
             context = await stack.enter_async_context(
                 ProbeContext.create(
@@ -157,7 +160,6 @@ async def _run_scheduler(
                     connections_per_origin=config.per_host_concurrency,
                 )
             )
-            probe_processes = await _probe_processes(settings, database, database_file)
             run_check: CheckRunner | None = None
             if probe_processes:
                 processes = ProbeProcesses(
@@ -246,7 +248,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the heartbeat scheduler (settings from HEALTHGRAPH_* variables).",
     )
     defaults = SchedulerConfig()
-    parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help=f"probes in flight (default: {PROBES_IN_FLIGHT_PER_PROCESS} for this process and "
+        "as many for each probe process)",
+    )
     parser.add_argument("--per-host-concurrency", type=int, default=defaults.per_host_concurrency)
     parser.add_argument("--claim-batch", type=int, default=defaults.claim_batch)
     parser.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds)

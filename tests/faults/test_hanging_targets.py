@@ -9,6 +9,7 @@ They are inserted first, so at start every hanging check is ahead of every healt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -20,11 +21,13 @@ from sqlalchemy import select
 
 from healthgraph.database import Database, open_database
 from probes import ProbeContext
+from probes.pool import ProbeProcessConfig, ProbeProcesses
 from probes.scheduler import Scheduler, SchedulerConfig
 from store.domain import FailureReason
 from store.models import CheckRow, ConnectionRow
 from tests.faults.conftest import Target, seed_connections
 
+LOOPBACK = "127.0.0.0/8"
 HANGING_HOSTS = [f"127.0.0.{n}" for n in range(10, 60)]
 PER_HOST = 20
 HEALTHY = 1000
@@ -79,16 +82,36 @@ async def history(database: Database) -> Checks:
     return found
 
 
-async def run_scheduler(url: str, seconds: float) -> tuple[Checks, datetime]:
-    """One worker's Scheduler with the default budget (200 probes, 20 per host), in this
-    process, for `seconds`; then every check it wrote, per heartbeat URL, and when it was told
-    to stop (its shutdown and the history read are no part of the schedule)."""
+async def run_scheduler(
+    url: str, seconds: float, probe_processes: int = 0
+) -> tuple[Checks, datetime]:
+    """One worker's Scheduler with the default budget (20 per host; 200 probes in flight in
+    this process, 200 more per probe process) for `seconds`; then every check it wrote, per
+    heartbeat URL, and when it was told to stop (its shutdown and the history read are no part
+    of the schedule)."""
     database = await open_database(url)
     stop = asyncio.Event()
+    config = SchedulerConfig().sized_for(probe_processes)
     try:
-        async with ProbeContext.create(allow=["127.0.0.0/8"]) as context:
+        async with contextlib.AsyncExitStack() as stack:
+            context = await stack.enter_async_context(ProbeContext.create(allow=[LOOPBACK]))
+            run_check = None
+            if probe_processes:
+                processes = ProbeProcesses(
+                    probe_processes,
+                    ProbeProcessConfig(
+                        allow=(LOOPBACK,),
+                        key_ring=None,
+                        connections_per_origin=config.per_host_concurrency,
+                    ),
+                )
+                run_check = (await stack.enter_async_context(processes)).check
             scheduler = Scheduler(
-                database.sessions, context, worker_id="faults:1", config=SchedulerConfig()
+                database.sessions,
+                context,
+                worker_id="faults:1",
+                config=config,
+                run_check=run_check,
             )
             running = asyncio.create_task(scheduler.run(stop))
             await asyncio.sleep(seconds)
@@ -100,8 +123,11 @@ async def run_scheduler(url: str, seconds: float) -> tuple[Checks, datetime]:
         await database.close()
 
 
+# In this process (200 probes in flight), and as `serve` runs a catalog asking for more
+# checks than one process does: one probe process, 400 in flight.
+@pytest.mark.parametrize("probe_processes", [0, 1])
 async def test_healthy_connections_stay_on_schedule_beside_1000_hanging_ones(
-    tmp_path: Path, target: Target, hanging: list[str]
+    tmp_path: Path, target: Target, hanging: list[str], probe_processes: int
 ) -> None:
     url = f"sqlite:///{tmp_path / 'hg.db'}"
     hanging_urls = [f"http://{address}/health/{n}" for address in hanging for n in range(PER_HOST)]
@@ -111,7 +137,7 @@ async def test_healthy_connections_stay_on_schedule_beside_1000_hanging_ones(
     )
 
     started = datetime.now(UTC)
-    checks, ended = await run_scheduler(url, RUN_SECONDS)
+    checks, ended = await run_scheduler(url, RUN_SECONDS, probe_processes)
 
     # Every healthy connection: its first check within an interval of the start, then one at
     # least every interval (+ jitter) + LAG_BOUND, until the end.

@@ -147,7 +147,9 @@ class Worker:
         async def started() -> bool:
             if self.process.returncode is not None:
                 raise AssertionError(f"worker exited early:\n{await self.log()}")
-            return "healthgraph worker" in await self.log() and " started on " in await self.log()
+            log = await self.log()
+            # The worker's line, then its scheduler's (its budget) as the loop starts.
+            return " started on " in log and " probes at once " in log
 
         await wait_until(started, 20)
 
@@ -317,13 +319,38 @@ async def test_auto_starts_probe_processes_when_the_catalog_asks_for_many_checks
     cores = usable_cores()
     expected = probe_processes_for(3000, cores)
     assert expected == min(2, cores - 1)  # one per 1,500 checks/s, within the spare cores
-    worker = await workers(url)
+    worker = await workers(url, open_files=1024)
     await worker.wait_started()
-    assert (
-        f"the catalog asks for 3000 checks/s on {cores} cores: {expected} probe processes"
-        in await worker.log()
-    )
-    assert len(child_pids(worker.process.pid)) == expected
+    log = await worker.log()
+    assert f"the catalog asks for 3000 checks/s on {cores} cores: {expected} probe processes" in log
+    # 200 probes in flight for the worker's own event loop and 200 for each probe process's,
+    # with the descriptors for them, inherited by the probe processes.
+    budget = 200 * (1 + expected)
+    assert f"up to {budget} probes at once (20 per host)" in log
+    children = child_pids(worker.process.pid)
+    assert len(children) == expected
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for pid in [worker.process.pid, *children]:
+        assert open_files_limits(pid) == (min(files_for(budget), hard), hard)
+    assert await worker.stop() == 0
+
+
+async def test_a_budget_given_stays_whatever_the_probe_processes(
+    tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hg.db'}"
+    database = await open_database(url)
+    try:
+        await add_connections(database, target.base_url, 3000, path="fast", due=False)
+        async with database.sessions.begin() as session:
+            await session.execute(update(ConnectionRow).values(check_interval_seconds=1))
+    finally:
+        await database.close()
+    worker = await workers(url, "--concurrency", "30", HEALTHGRAPH_PROBE_PROCESSES="2")
+    await worker.wait_started()
+    log = await worker.log()
+    assert "probing in 2 processes" in log
+    assert "up to 30 probes at once (20 per host)" in log
     assert await worker.stop() == 0
 
 
@@ -342,7 +369,7 @@ async def test_a_worker_raises_its_open_files_limit_for_its_probes_in_flight(
     worker = await workers(f"sqlite:///{tmp_path / 'hg.db'}", open_files=1024)
     await worker.wait_started()
     soft, hard = open_files_limits(worker.process.pid)
-    wanted = files_for(SchedulerConfig().concurrency)
+    wanted = files_for(SchedulerConfig().probes_in_flight)
     assert wanted == 1424  # each of 200 probes' socket, as many kept alive, and the rest
     assert (soft, hard) == (min(wanted, hard), resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     assert await worker.stop() == 0

@@ -327,6 +327,7 @@ async def test_per_host_and_global_concurrency_are_bounded(
     ("options", "message"),
     [
         ({"concurrency": 0}, "concurrency must be at least 1"),
+        ({"concurrency": -5}, "concurrency must be at least 1"),
         ({"per_host_concurrency": 0}, "per_host_concurrency must be at least 1"),
         ({"lease_seconds": 0}, "lease_seconds must be positive"),
         ({"claim_ahead_seconds": -1}, "claim_ahead_seconds must be in [0, lease_seconds)"),
@@ -340,6 +341,26 @@ def test_a_scheduler_config_out_of_range_names_the_setting(
     with pytest.raises(ValueError, match=re.escape(message)) as raised:
         SchedulerConfig(**options)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("config", "probe_processes", "budget"),
+    [
+        (SchedulerConfig(), 0, 200),  # probing in the worker's own process
+        (SchedulerConfig(), 1, 400),  # and 200 more for each process a check passes through
+        (SchedulerConfig(), 3, 800),
+        (SchedulerConfig(concurrency=50), 0, 50),  # a budget that was set stays
+        (SchedulerConfig(concurrency=50), 2, 50),
+    ],
+)
+def test_the_default_budget_grows_with_the_probe_processes(
+    config: SchedulerConfig, probe_processes: int, budget: int
+) -> None:
+    assert config.sized_for(probe_processes).probes_in_flight == budget
+
+
+def test_an_unsized_config_probes_200_at_once() -> None:
+    assert SchedulerConfig().probes_in_flight == 200
 
 
 def test_jitter_stays_within_ten_percent() -> None:
