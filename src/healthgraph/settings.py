@@ -41,12 +41,14 @@ _KEYS = (
     "PUBLIC_URL",
     "WORKER_METRICS_PORT",
     "PROBE_PROCESSES",
+    "PROBES_IN_FLIGHT",
     "RUNTIME_TUNING",
     "OUTAGE_MIN_CONNECTIONS",
     "OUTAGE_RATIO",
     "OUTAGE_HOLD_SECONDS",
 )
 MAX_PROBE_PROCESSES = 64
+MAX_PROBES_IN_FLIGHT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,9 @@ class Settings:
     # None ("auto"): on SQLite as many as the catalog asks for at start-up
     # (healthgraph.probe_cores), on PostgreSQL none (healthgraph.worker).
     probe_processes: int | None = None
+    # The scheduler's global budget; None ("auto"): 200 for its own process and 200 more for
+    # each probe process (probes.scheduler_config).
+    probes_in_flight: int | None = None
     # The interpreter tuning of healthgraph.runtime (collector thresholds, switch interval).
     runtime_tuning: bool = True
     # A connector is in outage when at least this many of its ACTIVE, checked connections
@@ -164,17 +169,17 @@ def _count(key: str, raw: Any, maximum: int) -> int:
     return count
 
 
-def _probe_processes(raw: Any) -> int | None:
+def _auto_or_count(key: str, raw: Any, minimum: int, maximum: int) -> int | None:
+    """None for "auto", else a whole number within [minimum, maximum]."""
     if str(raw).strip().lower() == "auto":
         return None
     try:
-        return _count(f"{PREFIX}PROBE_PROCESSES", raw, MAX_PROBE_PROCESSES)
+        count = _count(key, raw, maximum)
     except SettingsError:
-        raise SettingsError(
-            f"{PREFIX}PROBE_PROCESSES",
-            raw,
-            f"expected auto or a whole number 0..{MAX_PROBE_PROCESSES}",
-        ) from None
+        count = -1
+    if count < minimum:
+        raise SettingsError(key, raw, f"expected auto or a whole number {minimum}..{maximum}")
+    return count
 
 
 def _number(key: str, raw: Any, low: float, high: float, expected: str) -> float:
@@ -282,7 +287,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             )
         values["log_level"] = level
     if "PROBE_PROCESSES" in raw:
-        values["probe_processes"] = _probe_processes(raw["PROBE_PROCESSES"])
+        values["probe_processes"] = _auto_or_count(
+            f"{PREFIX}PROBE_PROCESSES", raw["PROBE_PROCESSES"], 0, MAX_PROBE_PROCESSES
+        )
+    if "PROBES_IN_FLIGHT" in raw:
+        values["probes_in_flight"] = _auto_or_count(
+            f"{PREFIX}PROBES_IN_FLIGHT", raw["PROBES_IN_FLIGHT"], 1, MAX_PROBES_IN_FLIGHT
+        )
     if "OUTAGE_MIN_CONNECTIONS" in raw:
         values["outage_min_connections"] = _count(
             f"{PREFIX}OUTAGE_MIN_CONNECTIONS", raw["OUTAGE_MIN_CONNECTIONS"], 1_000_000

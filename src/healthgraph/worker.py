@@ -21,7 +21,7 @@ import socket
 import sys
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -150,7 +150,10 @@ async def _run_scheduler(
             if released:
                 log.info("released %d claims of a worker that stopped without releasing", released)
         probe_processes = await _probe_processes(settings, database, database_file)
-        config = (config or SchedulerConfig()).sized_for(probe_processes)
+        config = config or SchedulerConfig()
+        if config.concurrency is None:  # no --concurrency: the setting, or auto
+            config = replace(config, concurrency=settings.probes_in_flight)
+        config = config.sized_for(probe_processes)
         # Raised before the probe processes start: they inherit it.
         raise_open_files_limit(files_for(config.probes_in_flight))
         async with contextlib.AsyncExitStack() as stack:
@@ -251,8 +254,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--concurrency",
         type=int,
-        help=f"probes in flight (default: {PROBES_IN_FLIGHT_PER_PROCESS} for this process and "
-        "as many for each probe process)",
+        help="probes in flight (default: HEALTHGRAPH_PROBES_IN_FLIGHT, by default "
+        f"{PROBES_IN_FLIGHT_PER_PROCESS} for this process and as many per probe process)",
     )
     parser.add_argument("--per-host-concurrency", type=int, default=defaults.per_host_concurrency)
     parser.add_argument("--claim-batch", type=int, default=defaults.claim_batch)

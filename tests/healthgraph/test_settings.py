@@ -28,6 +28,7 @@ def test_defaults() -> None:
         public_url=None,
         worker_metrics_port=9464,
         probe_processes=None,
+        probes_in_flight=None,
         runtime_tuning=True,
     )
 
@@ -50,6 +51,12 @@ def test_probe_processes_from_the_environment() -> None:
     assert load_settings({"HEALTHGRAPH_PROBE_PROCESSES": "0"}).probe_processes == 0
     assert load_settings({"HEALTHGRAPH_PROBE_PROCESSES": "Auto"}).probe_processes is None
     assert load_settings({}).probe_processes is None
+
+
+def test_probes_in_flight_from_the_environment() -> None:
+    assert load_settings({"HEALTHGRAPH_PROBES_IN_FLIGHT": " 500 "}).probes_in_flight == 500
+    assert load_settings({"HEALTHGRAPH_PROBES_IN_FLIGHT": "AUTO"}).probes_in_flight is None
+    assert load_settings({}).probes_in_flight is None
 
 
 def test_environment_file_and_overrides_in_that_order(tmp_path: Path) -> None:
@@ -121,6 +128,19 @@ def test_environment_file_and_overrides_in_that_order(tmp_path: Path) -> None:
             "HEALTHGRAPH_PROBE_PROCESSES: expected auto or a whole number 0..64 (got '-1')",
         ),
         (
+            {"HEALTHGRAPH_PROBES_IN_FLIGHT": "0"},
+            "HEALTHGRAPH_PROBES_IN_FLIGHT: expected auto or a whole number 1..100000 (got '0')",
+        ),
+        (
+            {"HEALTHGRAPH_PROBES_IN_FLIGHT": "lots"},
+            "HEALTHGRAPH_PROBES_IN_FLIGHT: expected auto or a whole number 1..100000 (got 'lots')",
+        ),
+        (
+            {"HEALTHGRAPH_PROBES_IN_FLIGHT": "100001"},
+            "HEALTHGRAPH_PROBES_IN_FLIGHT: expected auto or a whole number 1..100000 "
+            "(got '100001')",
+        ),
+        (
             {"HEALTHGRAPH_PUBLIC_URL": "ftp://hg.example"},
             "HEALTHGRAPH_PUBLIC_URL: expected an http(s) URL (got 'ftp://hg.example')",
         ),
@@ -145,7 +165,7 @@ def test_a_bad_file_is_named(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{config}: colour: unknown setting; expected one of database_url, host, port, secret_keys, "
         "allow_targets, anonymous_read, graphiql, introspection, metrics_token, log_level, public_url, worker_metrics_port, "
-        "probe_processes, runtime_tuning, outage_min_connections, outage_ratio, "
+        "probe_processes, probes_in_flight, runtime_tuning, outage_min_connections, outage_ratio, "
         "outage_hold_seconds"
     )
     config.write_text("[not, a, mapping]\n")

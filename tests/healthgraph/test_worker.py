@@ -346,11 +346,22 @@ async def test_a_budget_given_stays_whatever_the_probe_processes(
             await session.execute(update(ConnectionRow).values(check_interval_seconds=1))
     finally:
         await database.close()
-    worker = await workers(url, "--concurrency", "30", HEALTHGRAPH_PROBE_PROCESSES="2")
+    # The setting, and an option over it.
+    worker = await workers(url, HEALTHGRAPH_PROBE_PROCESSES="2", HEALTHGRAPH_PROBES_IN_FLIGHT="70")
     await worker.wait_started()
     log = await worker.log()
     assert "probing in 2 processes" in log
-    assert "up to 30 probes at once (20 per host)" in log
+    assert "up to 70 probes at once (20 per host)" in log
+    assert await worker.stop() == 0
+    worker = await workers(
+        url,
+        "--concurrency",
+        "30",
+        HEALTHGRAPH_PROBE_PROCESSES="2",
+        HEALTHGRAPH_PROBES_IN_FLIGHT="70",
+    )
+    await worker.wait_started()
+    assert "up to 30 probes at once (20 per host)" in await worker.log()
     assert await worker.stop() == 0
 
 
