@@ -16,9 +16,9 @@ each healthgraph check is claimed from the database, written back with its resul
 And the scenario has a ceiling: `--connections` / `--interval` checks/s is all the catalog asks
 for, so no scheduler can reach a ratio above that ceiling over blackbox_exporter's rate; each
 line says what share of the ceiling was checked and the ratio the ceiling allows. At 3,000
-connections (the issue's scenario) blackbox_exporter outruns the ceiling on 2 cores (3,600
-probes/s), so the ratio there can show only that every check ran on time; 6,000 connections
-ask for more than either can do, and compare the two at full speed.
+connections (the issue's scenario) blackbox_exporter can outrun the ceiling on 2 cores
+(3,050-3,600 probes/s on a fast day), and the ratio then shows only that every check ran on
+time; 6,000 connections ask for more than either can do, and compare the two at full speed.
 
 Needs nginx, wrk and prometheus-blackbox-exporter (Debian packages). A script, never a test:
 run it on a quiet machine; the cores busy before each measurement are printed.

@@ -15,9 +15,10 @@ DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 
 
 # Probes in flight per process a check passes through. 200 keeps one process's event loop
-# busy; a check handed to a probe process holds its slot through two loops, each working in
-# batches while the other waits, so 200 left a core idle (1.17 cores, 1,550-1,930 checks/s at
-# 6,000 connections) where 400 used 1.5 (2,300-2,360, the same run; bench/serve_bench.py).
+# busy; a check handed to a probe process holds its slot through two loops that work in
+# batches, each while the other waits, and with 200 `serve` used 1.2 of 2 cores (ratio to
+# blackbox_exporter at 6,000 connections a second: median 0.89 over 8 rounds), with 400 1.5
+# (median 1.08 over 16; bench/serve_bench.py, bench/README.md). 600 did no better than 400.
 PROBES_IN_FLIGHT_PER_PROCESS = 200
 
 
