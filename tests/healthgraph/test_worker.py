@@ -304,18 +304,24 @@ async def test_auto_probes_a_small_catalog_in_its_own_process(
     assert await worker.stop() == 0
 
 
-async def test_auto_starts_probe_processes_when_the_catalog_asks_for_many_checks(
-    tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
-) -> None:
+async def catalog_asking_3000_checks_a_second(tmp_path: Path, target: Target) -> str:
+    """A SQLite catalog of 3,000 connections checked every second, none due during the test:
+    its URL."""
     url = f"sqlite:///{tmp_path / 'hg.db'}"
     database = await open_database(url)
     try:
-        # 3,000 a second asked (every second), none due during the test.
         await add_connections(database, target.base_url, 3000, path="fast", due=False)
         async with database.sessions.begin() as session:
             await session.execute(update(ConnectionRow).values(check_interval_seconds=1))
     finally:
         await database.close()
+    return url
+
+
+async def test_auto_starts_probe_processes_when_the_catalog_asks_for_many_checks(
+    tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
+) -> None:
+    url = await catalog_asking_3000_checks_a_second(tmp_path, target)
     cores = usable_cores()
     expected = probe_processes_for(3000, cores)
     assert expected == min(2, cores - 1)  # one per 1,500 checks/s, within the spare cores
@@ -338,14 +344,7 @@ async def test_auto_starts_probe_processes_when_the_catalog_asks_for_many_checks
 async def test_a_budget_given_stays_whatever_the_probe_processes(
     tmp_path: Path, target: Target, workers: Callable[..., Awaitable[Worker]]
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'hg.db'}"
-    database = await open_database(url)
-    try:
-        await add_connections(database, target.base_url, 3000, path="fast", due=False)
-        async with database.sessions.begin() as session:
-            await session.execute(update(ConnectionRow).values(check_interval_seconds=1))
-    finally:
-        await database.close()
+    url = await catalog_asking_3000_checks_a_second(tmp_path, target)
     # The setting, and an option over it.
     worker = await workers(url, HEALTHGRAPH_PROBE_PROCESSES="2", HEALTHGRAPH_PROBES_IN_FLIGHT="70")
     await worker.wait_started()
