@@ -49,8 +49,8 @@ class RemoteTargets:
 
 @pytest.fixture
 async def remote() -> AsyncIterator[RemoteTargets]:
-    """The targets in their own process (tests/faults/remote_targets.py): sharing this event
-    loop, their own work under a loaded CI machine's CPU counted against the scheduler."""
+    """The targets in their own process (tests/faults/remote_targets.py), as real ones are: in
+    this event loop, their work on a loaded CI machine was charged to the scheduler's timing."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
